@@ -1,0 +1,33 @@
+"""jlstm: exact, fast LSTMs as pure JAX functions.
+
+Axis legend: B batch, T time, I input, H hidden, G = 4H gates.
+"""
+
+from jlstm import interop
+from jlstm.cell import GATE_ORDER
+from jlstm.cell import INIT_SCHEMES
+from jlstm.cell import LSTMParams
+from jlstm.cell import LSTMState
+from jlstm.cell import gate_slice
+from jlstm.cell import init_params
+from jlstm.cell import lstm_cell
+from jlstm.cell import state_dtype
+from jlstm.cell import zero_state
+from jlstm.unroll import unroll
+
+__version__ = '0.1.0'
+
+__all__ = [
+  'GATE_ORDER',
+  'INIT_SCHEMES',
+  'LSTMParams',
+  'LSTMState',
+  '__version__',
+  'gate_slice',
+  'init_params',
+  'interop',
+  'lstm_cell',
+  'state_dtype',
+  'unroll',
+  'zero_state',
+]
