@@ -13,6 +13,9 @@ from jlstm.cell import init_params
 from jlstm.cell import lstm_cell
 from jlstm.cell import state_dtype
 from jlstm.cell import zero_state
+from jlstm.layers import init_stack
+from jlstm.layers import unroll_stack
+from jlstm.layers import zero_stack_state
 from jlstm.unroll import unroll
 
 __version__ = '0.1.0'
@@ -25,9 +28,12 @@ __all__ = [
   '__version__',
   'gate_slice',
   'init_params',
+  'init_stack',
   'interop',
   'lstm_cell',
   'state_dtype',
   'unroll',
+  'unroll_stack',
+  'zero_stack_state',
   'zero_state',
 ]

@@ -82,6 +82,54 @@ def check_params(name: str, params: Any) -> None:
       f'{name}.b must be [{gates}] to match {name}.w_h '
       f'{tuple(w_h.shape)}; got shape {tuple(b.shape)}'
     )
+  check_variant_params(name, params)
+
+
+def _check_field(name: str, value: Any, shape: tuple[int, ...], what: str):
+  floating(name, value)
+  if tuple(value.shape) != shape:
+    raise ValueError(
+      f'{name} must be {what} = {list(shape)}; got shape '
+      f'{tuple(value.shape)}'
+    )
+
+
+def check_variant_params(name: str, params: Any) -> None:
+  """Checks the optional variant fields (peepholes, layer norm, projection).
+
+  With a projection ``w_proj`` [H, P], ``w_h`` must be [P, 4H]; without
+  one, [H, 4H].
+  """
+  gates = params.w_h.shape[1]
+  hidden = gates // 4
+  w_peep = getattr(params, 'w_peep', None)
+  ln = getattr(params, 'ln', None)
+  w_proj = getattr(params, 'w_proj', None)
+  if w_peep is not None:
+    _check_field(f'{name}.w_peep', w_peep, (3, hidden), '[3, H]')
+  if ln is not None:
+    for field, size, what in (
+      ('scale_x', gates, '[4H]'),
+      ('scale_h', gates, '[4H]'),
+      ('scale_c', hidden, '[H]'),
+      ('offset_c', hidden, '[H]'),
+    ):
+      _check_field(f'{name}.ln.{field}', getattr(ln, field), (size,), what)
+  recurrent = hidden
+  if w_proj is not None:
+    floating(f'{name}.w_proj', w_proj)
+    if w_proj.ndim != 2 or w_proj.shape[0] != hidden:
+      raise ValueError(
+        f'{name}.w_proj must be [H, P] with H={hidden}; got shape '
+        f'{tuple(w_proj.shape)}'
+      )
+    recurrent = w_proj.shape[1]
+  if params.w_h.shape[0] != recurrent:
+    layout = '[P, 4H] with P from w_proj' if w_proj is not None else '[H, 4H]'
+    raise ValueError(
+      f'{name}.w_h must be {layout}, [{recurrent}, {gates}]; got shape '
+      f'{tuple(params.w_h.shape)}'
+    )
 
 
 def check_input(name: str, x: Any, input_size: int, *, min_rank: int) -> None:
@@ -95,14 +143,35 @@ def check_input(name: str, x: Any, input_size: int, *, min_rank: int) -> None:
     )
 
 
-def check_state(name: str, state: Any, hidden_size: int) -> None:
-  """Checks that ``state`` has ``h`` and ``c`` of the same [..., H] shape."""
+def check_state(
+  name: str, state: Any, hidden_size: int, *, output_size: int | None = None
+) -> None:
+  """Checks that ``state`` has ``h`` and ``c`` of the same [..., H] shape.
+
+  With ``output_size`` P (a projected cell), ``h`` must be [..., P] and
+  ``c`` [..., H] with the same batch dims.
+  """
   if not (hasattr(state, 'h') and hasattr(state, 'c')):
     raise TypeError(
       f'{name} must be an LSTMState(h, c); got {type(state).__name__}'
     )
   floating(f'{name}.h', state.h)
   floating(f'{name}.c', state.c)
+  if output_size is not None and output_size != hidden_size:
+    h_shape, c_shape = _shape(state.h), _shape(state.c)
+    if (
+      len(h_shape) < 1
+      or h_shape[-1] != output_size
+      or len(c_shape) < 1
+      or c_shape[-1] != hidden_size
+      or h_shape[:-1] != c_shape[:-1]
+    ):
+      raise ValueError(
+        f'{name}.h must be [..., P] with P={output_size} (from '
+        f'params.w_proj) and {name}.c [..., H] with H={hidden_size}, same '
+        f'batch dims; got shapes {tuple(h_shape)} and {tuple(c_shape)}'
+      )
+    return
   if _shape(state.h) != _shape(state.c):
     raise ValueError(
       f'{name}.h and {name}.c must have the same shape; got '
