@@ -304,14 +304,25 @@ def state_dtype(dtype: Any) -> np.dtype:
 
   Low-precision floats (bfloat16, float16) keep the state in float32 so the
   cell state does not drift over long sequences; float32 and float64 keep
-  their own dtype.
+  their own dtype. With x64 off, JAX computes float64 arrays (NumPy's
+  default) in float32, so their state is float32 too.
 
   Example:
     >>> import jax.numpy as jnp, jlstm
     >>> jlstm.state_dtype(jnp.bfloat16)
     dtype('float32')
   """
-  return np.dtype(jnp.promote_types(dtype, jnp.float32))
+  # Canonicalising keeps NumPy float64 parameters from asking JAX for a
+  # float64 it does not have (a warning per call) when x64 is off.
+  return np.dtype(
+    jax.dtypes.canonicalize_dtype(jnp.promote_types(dtype, jnp.float32))
+  )
+
+
+def compute_dtype(array: Any) -> np.dtype:
+  """The dtype JAX computes ``array`` in: float64 becomes float32 with x64
+  off, so casting to it never asks JAX for a dtype it does not have."""
+  return np.dtype(jax.dtypes.canonicalize_dtype(array.dtype))
 
 
 def zero_state(
@@ -356,10 +367,10 @@ def gate_preactivations(params: LSTMParams, h: Array, x: Array) -> Array:
   """
   acc = state_dtype(params.w_h.dtype)
   gx = jnp.matmul(
-    x.astype(params.w_x.dtype), params.w_x, preferred_element_type=acc
+    x.astype(compute_dtype(params.w_x)), params.w_x, preferred_element_type=acc
   )
   gh = jnp.matmul(
-    h.astype(params.w_h.dtype), params.w_h, preferred_element_type=acc
+    h.astype(compute_dtype(params.w_h)), params.w_h, preferred_element_type=acc
   )
   return gx + gh + params.b.astype(acc)
 
@@ -461,10 +472,14 @@ def cell_update(
     gates = gate_preactivations(params, h, x)
   else:
     gx = jnp.matmul(
-      x.astype(params.w_x.dtype), params.w_x, preferred_element_type=acc
+      x.astype(compute_dtype(params.w_x)),
+      params.w_x,
+      preferred_element_type=acc,
     )
     gh = jnp.matmul(
-      h.astype(params.w_h.dtype), params.w_h, preferred_element_type=acc
+      h.astype(compute_dtype(params.w_h)),
+      params.w_h,
+      preferred_element_type=acc,
     )
     gates = (
       _layer_norm(gx, params.ln.scale_x)
@@ -493,7 +508,7 @@ def cell_update(
   h = jax.nn.sigmoid(o) * jnp.tanh(c_out)
   if params.w_proj is not None:
     h = jnp.matmul(
-      h.astype(params.w_proj.dtype),
+      h.astype(compute_dtype(params.w_proj)),
       params.w_proj,
       preferred_element_type=acc,
     )

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from jlstm import _checks
 from jlstm.cell import LSTMParams
 from jlstm.cell import LSTMState
+from jlstm.cell import check_rate
+from jlstm.cell import dropout_mask
 from jlstm.cell import init_params
 from jlstm.cell import state_dtype
 from jlstm.cell import zero_state
@@ -43,6 +45,8 @@ def init_stack(
   scheme: str = 'seed',
   scale: float | None = None,
   forget_bias: float | None = None,
+  peepholes: bool = False,
+  layer_norm: bool = False,
   dtype: Any = jnp.float32,
 ) -> StackParams:
   """Draws the parameters of a stack of LSTM layers.
@@ -62,6 +66,8 @@ def init_stack(
     scheme: the initialisation scheme of :func:`~jlstm.init_params`.
     scale: the scheme's scale, see :func:`~jlstm.init_params`.
     forget_bias: if given, the stored forget-gate bias.
+    peepholes: give every cell peephole weights ``w_peep`` [3, H].
+    layer_norm: give every cell layer-normalisation parameters.
     dtype: floating dtype of the parameters.
 
   Returns:
@@ -89,8 +95,6 @@ def init_stack(
         f'proj_size must be smaller than hidden_size={hidden_size}; got '
         f'proj_size={proj_size}'
       )
-  if proj_size is not None:
-    raise NotImplementedError('proj_size lands with the cell variants')
   directions = 2 if bidirectional else 1
   output_size = hidden_size if proj_size is None else proj_size
   keys = jax.random.split(key, (num_layers, directions))
@@ -107,6 +111,9 @@ def init_stack(
           scheme=scheme,
           scale=scale,
           forget_bias=forget_bias,
+          peepholes=peepholes,
+          layer_norm=layer_norm,
+          proj_size=proj_size,
           dtype=dtype,
         )
         for direction in range(directions)
@@ -183,6 +190,14 @@ def _check_states(states: Any, params: StackParams) -> None:
         f'states[{layer}] must hold {directions} direction(s) to match '
         f'params; got {len(layer_states)}'
       )
+    for direction, state in enumerate(layer_states):
+      cell_params = params[layer][direction]
+      _checks.check_state(
+        f'states[{layer}][{direction}]',
+        state,
+        cell_params.hidden_size,
+        output_size=cell_params.output_size,
+      )
 
 
 def zero_stack_state(
@@ -209,17 +224,16 @@ def zero_stack_state(
   batch_shape = _checks.shape_tuple('batch_shape', batch_shape)
   return tuple(
     tuple(
-      zero_state(p.hidden_size, batch_shape, state_dtype(p.w_h.dtype))
+      zero_state(
+        p.hidden_size,
+        batch_shape,
+        state_dtype(p.w_h.dtype),
+        output_size=p.output_size,
+      )
       for p in layer_params
     )
     for layer_params in params
   )
-
-
-def _dropout(key: Array, rate: float, x: Array) -> Array:
-  """Inverted dropout: zeroes with probability ``rate``, scales the rest."""
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
 def unroll_stack(
@@ -231,6 +245,15 @@ def unroll_stack(
   dropout: float = 0.0,
   key: Array | None = None,
   training: bool = True,
+  resets: Array | None = None,
+  forget_bias: float = 0.0,
+  cell_clip: float | None = None,
+  proj_clip: float | None = None,
+  coupled: bool = False,
+  input_dropout: float = 0.0,
+  recurrent_dropout: float = 0.0,
+  zoneout_cell: float = 0.0,
+  zoneout_hidden: float = 0.0,
   unroll: int | bool = 1,
   remat: bool = False,
 ) -> tuple[StackState, Array]:
@@ -261,9 +284,22 @@ def unroll_stack(
     lengths: optional int [...] valid lengths per sequence, in [0, T].
     dropout: drop rate on the outputs of every layer but the last (each
       element and step drawn independently), when ``training``.
-    key: PRNG key for the dropout; needed when training with a rate > 0.
-    training: apply dropout; with ``training=False`` the stack is
-      deterministic and ``key`` is not needed.
+    key: PRNG key for dropout and zoneout; needed when training with a
+      rate > 0. Each layer and direction draws from its own split.
+    training: apply dropout and random zoneout; with ``training=False``
+      the stack is deterministic and ``key`` is not needed.
+    resets: optional bool [T, ...]: where true, every layer's state returns
+      to its initial value before that step (see :func:`~jlstm.unroll` for
+      the backward direction).
+    forget_bias: number added to every forget gate at run time.
+    cell_clip: positive bound on every cell state, or None.
+    proj_clip: positive bound on every projected output, or None.
+    coupled: couple input and forget gates (CIFG) in every cell.
+    input_dropout: variational dropout rate on every layer's inputs, one
+      mask per sequence, layer and direction.
+    recurrent_dropout: variational dropout rate on every recurrent ``h``.
+    zoneout_cell: zoneout probability of every ``c``.
+    zoneout_hidden: zoneout probability of every ``h``.
     unroll: steps per ``lax.scan`` iteration, see :func:`~jlstm.unroll`.
     remat: recompute each step in the backward pass, see
       :func:`~jlstm.unroll`.
@@ -290,15 +326,24 @@ def unroll_stack(
   num_layers, directions = check_stack(params)
   if states is not None:
     _check_states(states, params)
-  _check_rate('dropout', dropout)
+  rates = dict(
+    dropout=dropout,
+    input_dropout=input_dropout,
+    recurrent_dropout=recurrent_dropout,
+    zoneout_cell=zoneout_cell,
+    zoneout_hidden=zoneout_hidden,
+  )
+  for name, rate in rates.items():
+    check_rate(name, rate)
   use_dropout = training and dropout > 0.0 and num_layers > 1
-  if use_dropout and key is None:
+  if training and any(rate > 0 for rate in rates.values()) and key is None:
+    named = ', '.join(f'{k}={v}' for k, v in rates.items() if v > 0)
     raise ValueError(
-      f'dropout={dropout} in training needs a PRNG key; pass key=... or '
-      'training=False'
+      f'{named} in training needs a PRNG key; pass key=... or training=False'
     )
-  layer_keys = (
-    jax.random.split(key, num_layers) if use_dropout else [None] * num_layers
+  # One key per layer for the dropout after it, then one per direction.
+  keys = (
+    None if key is None else jax.random.split(key, (num_layers, directions + 1))
   )
 
   inputs = xs
@@ -323,6 +368,17 @@ def unroll_stack(
         reverse=direction == 1,
         unroll=unroll,
         remat=remat,
+        resets=resets,
+        forget_bias=forget_bias,
+        cell_clip=cell_clip,
+        proj_clip=proj_clip,
+        coupled=coupled,
+        input_dropout=input_dropout,
+        recurrent_dropout=recurrent_dropout,
+        zoneout_cell=zoneout_cell,
+        zoneout_hidden=zoneout_hidden,
+        key=None if keys is None else keys[layer, direction + 1],
+        training=training,
       )
       layer_finals.append(final)
       layer_outputs.append(hs)
@@ -333,11 +389,8 @@ def unroll_stack(
       else jnp.concatenate(layer_outputs, axis=-1)
     )
     if use_dropout and layer < num_layers - 1:
-      outputs = _dropout(layer_keys[layer], dropout, outputs)
+      outputs = outputs * dropout_mask(
+        keys[layer, 0], dropout, outputs.shape, outputs.dtype
+      )
     inputs = outputs
   return tuple(final_states), outputs
-
-
-def _check_rate(name: str, rate: float) -> None:
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f'{name} must lie in [0, 1); got {name}={rate}')

@@ -26,9 +26,10 @@ Array = jax.Array
 def _check_unroll_factor(unroll) -> int | bool:
   if unroll is True:
     return True
-  if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+  if isinstance(unroll, bool | np.bool_):
     raise ValueError(f'unroll must be a positive int or True; got {unroll!r}')
-  return unroll
+  # Any integer type (np.int64 from a config too) is a count of steps.
+  return _checks.positive_int('unroll', unroll)
 
 
 def prepare(params, xs, state, lengths):
@@ -74,6 +75,11 @@ def reverse_index(lengths: Array, time: int) -> Array:
 
 def take_time(xs: Array, index: Array) -> Array:
   """Gathers ``xs`` [T, ..., F] along time with ``index`` [T, ...]."""
+  # The state may widen the batch: xs [T, I] with a [B, H] state gives a
+  # [T, B] index. Right-align the batch dims of xs and broadcast.
+  missing = index.ndim - (xs.ndim - 1)
+  xs = xs.reshape(xs.shape[:1] + (1,) * missing + xs.shape[1:])
+  xs = jnp.broadcast_to(xs, index.shape + xs.shape[-1:])
   index = jnp.broadcast_to(index[..., None], index.shape + xs.shape[-1:])
   return jnp.take_along_axis(xs, index, axis=0)
 

@@ -114,6 +114,8 @@ def reference_unroll(w_x, w_h, b, xs, h0, c0, lengths=None, reverse=False):
     shapes.append(np.shape(lengths))
   batch = np.broadcast_shapes(*shapes)
   n = math.prod(batch)
+  # Right-align the batch dims of xs (after its time axis) with the batch.
+  xs = xs.reshape(time, *(1,) * (len(batch) - xs.ndim + 2), *xs.shape[1:])
   xs = np.broadcast_to(xs, (time, *batch, input_size)).reshape(
     time, n, input_size
   )
@@ -216,7 +218,15 @@ def inject_params_fault(fault, params):
   raise AssertionError(fault)
 
 
-def inject_state_fault(fault, state, batch):
+def unbroadcastable(batch):
+  """A batch shape that does not broadcast against ``batch``, or None."""
+  for axis, size in enumerate(batch):
+    if size != 1:
+      return (*batch[:axis], size + 5, *batch[axis + 1 :])
+  return None
+
+
+def inject_state_fault(fault, state, x_batch):
   h, c = state
   hidden = h.shape[-1]
   if fault == 'state_tuple':
@@ -231,8 +241,7 @@ def inject_state_fault(fault, state, batch):
   if fault == 'state_rank0':
     return jlstm.LSTMState(jnp.zeros(()), jnp.zeros(()))
   if fault == 'state_batch':
-    # A first batch dim that cannot broadcast against the one of x.
-    wrong = jnp.zeros((batch[0] + 5, *batch[1:], hidden))
+    wrong = jnp.zeros((*unbroadcastable(x_batch), hidden))
     return jlstm.LSTMState(wrong, wrong)
   raise AssertionError(fault)
 
@@ -246,8 +255,8 @@ SCALES = (0.0, 0.3, 1.0, 10.0)
 
 
 @st.composite
-def state_batches(draw, batch):
-  """Batch shapes of the state that broadcast against ``batch``."""
+def sub_batches(draw, batch):
+  """Batch shapes that broadcast to ``batch``."""
   options = [batch, ()]
   if batch:
     options.append((1,) * len(batch))
@@ -277,8 +286,10 @@ def cell_cases(draw):
       )
     ),
   }
-  case['state_batch'] = draw(state_batches(case['batch']))
-  if case['fault'] == 'state_batch' and not case['batch']:
+  # x and state each hold the whole batch or a part that broadcasts.
+  case['x_batch'] = draw(sub_batches(case['batch']))
+  case['state_batch'] = draw(sub_batches(case['batch']))
+  if case['fault'] == 'state_batch' and not unbroadcastable(case['x_batch']):
     case['fault'] = None
   return case
 
@@ -310,7 +321,7 @@ def test_lstm_cell_matches_reference_or_raises(case):
   with precision(dtypes):
     params = build_params(rng, input_size, hidden, case['param_dtype'])
     x = make_array(
-      rng, (*case['batch'], input_size), case['x_dtype'], case['scale']
+      rng, (*case['x_batch'], input_size), case['x_dtype'], case['scale']
     )
     state_shape = (*case['state_batch'], hidden)
     state = jlstm.LSTMState(
@@ -325,14 +336,14 @@ def test_lstm_cell_matches_reference_or_raises(case):
         params = inject_params_fault(fault, params)
         expected_name = PARAM_FAULTS[fault]
       elif fault in STATE_FAULTS:
-        state = inject_state_fault(fault, state, case['batch'])
+        state = inject_state_fault(fault, state, case['x_batch'])
         expected_name = STATE_FAULTS[fault]
       elif fault == 'x_int':
         x = jnp.ones(x.shape, jnp.int32)
       elif fault == 'x_complex':
         x = jnp.ones(x.shape, jnp.complex64)
       elif fault == 'x_width':
-        x = jnp.ones((*case['batch'], input_size + 1))
+        x = jnp.ones((*case['x_batch'], input_size + 1))
       elif fault == 'x_rank0':
         x = jnp.ones(())
       elif fault == 'x_list':
@@ -416,15 +427,21 @@ def unroll_cases(draw):
       )
     ),
   }
-  case['state_batch'] = draw(state_batches(case['batch']))
+  # x and state each hold the whole batch or a part that broadcasts.
+  case['x_batch'] = draw(sub_batches(case['batch']))
+  case['state_batch'] = draw(sub_batches(case['batch']))
   if case['fault'] in STATE_FAULTS and case['state'] is None:
     case['state'] = 'random'
-  if case['fault'] == 'state_batch' and not case['batch']:
+  if case['fault'] == 'state_batch' and not unbroadcastable(case['x_batch']):
     case['fault'] = None
   if case['fault'] and case['fault'].startswith('lengths'):
     case['lengths'] = case['lengths'] or 'full'
+  # The batch of the run: the state may widen that of xs.
+  case['run_batch'] = np.broadcast_shapes(
+    case['x_batch'], case['state_batch'] if case['state'] else ()
+  )
   if case['fault'] in ('lengths_negative', 'lengths_past_t') and (
-    0 in case['batch']
+    0 in case['run_batch']
   ):
     # No sequence, so no length to be out of range.
     case['fault'] = None
@@ -450,11 +467,11 @@ def test_unroll_matches_reference_or_raises(case):
     return
   rng = np.random.default_rng(case['seed'])
   time, input_size, hidden = case['time'], case['input_size'], case['hidden']
-  batch, fault = case['batch'], case['fault']
+  x_batch, batch, fault = case['x_batch'], case['run_batch'], case['fault']
   with precision(dtypes):
     params = build_params(rng, input_size, hidden, case['param_dtype'])
     xs = make_array(
-      rng, (time, *batch, input_size), case['x_dtype'], case['scale']
+      rng, (time, *x_batch, input_size), case['x_dtype'], case['scale']
     )
     state = None
     if case['state'] is not None:
@@ -467,7 +484,8 @@ def test_unroll_matches_reference_or_raises(case):
     lengths = None
     if case['lengths'] is not None:
       lengths = draw_lengths(rng, case['lengths'], time, batch)
-      if case['nan_padding'] and case['x_dtype'] != 'numpy64':
+      nan_padding = case['nan_padding'] and x_batch == batch
+      if nan_padding and case['x_dtype'] != 'numpy64':
         # Padding may hold anything; it must reach neither output.
         full = np.broadcast_to(np.asarray(lengths), batch)
         pad = np.arange(time).reshape((time,) + (1,) * len(batch)) >= full
@@ -484,7 +502,7 @@ def test_unroll_matches_reference_or_raises(case):
         params = inject_params_fault(fault, params)
         expected_name = PARAM_FAULTS[fault]
       elif fault in STATE_FAULTS:
-        state = inject_state_fault(fault, state, batch)
+        state = inject_state_fault(fault, state, x_batch)
         expected_name = STATE_FAULTS[fault]
       else:
         expected_name = UNROLL_FAULTS[fault]
@@ -493,7 +511,7 @@ def test_unroll_matches_reference_or_raises(case):
         elif fault == 'xs_rank1':
           xs = jnp.ones((input_size,))
         elif fault == 'xs_width':
-          xs = jnp.ones((time, *batch, input_size + 2))
+          xs = jnp.ones((time, *x_batch, input_size + 2))
         elif fault == 'lengths_float':
           lengths = np.asarray(lengths, np.float32)
         elif fault == 'lengths_shape':

@@ -34,8 +34,7 @@ def _get(variables: Mapping, name: str, shape: tuple[int, ...]):
     value = value[0]
   if tuple(value.shape) != shape:
     raise ValueError(
-      f'variables[{name!r}] must have shape {shape}; got '
-      f'{tuple(value.shape)}'
+      f'variables[{name!r}] must have shape {shape}; got {tuple(value.shape)}'
     )
   return value
 
@@ -57,10 +56,11 @@ def from_seed(variables: Mapping[str, jax.Array]) -> LSTMParams:
 
   Example:
     >>> import numpy as np, jlstm
-    >>> v = {f'W_{g}_{p}': np.zeros(s, np.float32)
-    ...      for g in ('f', 'i', 'o', 'ci')
-    ...      for p, s in (('x', (300, 256)), ('hprev', (256, 256)),
-    ...                   ('b', (256,)))}
+    >>> v = {
+    ...   f'W_{g}_{p}': np.zeros(s, np.float32)
+    ...   for g in ('f', 'i', 'o', 'ci')
+    ...   for p, s in (('x', (300, 256)), ('hprev', (256, 256)), ('b', (256,)))
+    ... }
     >>> jlstm.interop.from_seed(v).w_x.shape
     (300, 1024)
   """

@@ -80,7 +80,9 @@ def _from_cell(sd: dict[str, Any], prefix: str) -> LSTMParams:
   hidden = gates // 4
   _util.check_shape(prefix + 'weight_hh', weight_hh, (4 * hidden, hidden))
   _util.check_matrix(prefix + 'weight_ih', weight_ih, '[4H, I]')
-  _util.check_shape(prefix + 'weight_ih', weight_ih, (gates, weight_ih.shape[1]))
+  _util.check_shape(
+    prefix + 'weight_ih', weight_ih, (gates, weight_ih.shape[1])
+  )
   b = _bias(sd, '', prefix, gates, weight_hh.dtype, has_bias='bias_ih' in sd)
   return LSTMParams(w_x=weight_ih.T, w_h=weight_hh.T, b=b)
 
@@ -347,8 +349,7 @@ def from_torch_state(
     )
   if h.shape[0] % directions:
     raise ValueError(
-      f'hx rows must be a multiple of D={directions}; got h '
-      f'{tuple(h.shape)}'
+      f'hx rows must be a multiple of D={directions}; got h {tuple(h.shape)}'
     )
   return tuple(
     tuple(

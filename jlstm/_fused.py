@@ -1,0 +1,342 @@
+"""The plain LSTM's unroll with a hand-written backward pass.
+
+Reverse-mode autodiff of a ``lax.scan`` adds each step's weight gradient
+into the loop carry, so the backward pass spends its time on T small
+outer products. This module gives the plain cell's unroll a
+``jax.custom_vjp`` instead, shaped the way cuDNN and oneDNN shape theirs:
+
+* the forward scan stores each step's activated gates [T, B, 4H] and the
+  incoming cell state [T, B, H] (or, with ``remat``, only the state at the
+  start of every chunk of steps);
+* the backward scan carries only the state gradients ``(dh, dc)`` and emits
+  each step's gate gradient ``dgates`` [T, B, 4H];
+* the weight gradients then come from a few large matmuls over all steps at
+  once::
+
+    dw_x = xs^T @ dgates          # [I, 4H], contracting T and B
+    dw_h = hs_prev^T @ dgates     # [H, 4H]
+    db = sum(dgates)              # [4H]
+    dxs = dgates @ w_x^T          # [T, B, I]
+
+The gate maths (for the pre-activations ``z``, with ``i, f, o`` sigmoids
+and ``g`` a tanh) and its derivative::
+
+  c_t = f * c_{t-1} + i * g              h_t = o * tanh(c_t)
+  dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
+  dz_i = dc * g * i * (1 - i)            dz_f = dc * c_{t-1} * f * (1 - f)
+  dz_g = dc * i * (1 - g^2)              dz_o = dh * tanh(c_t) * o * (1 - o)
+  dh_{t-1} = dz @ w_h^T                  dc_{t-1} = dc * f
+
+The three sigmoids and the tanh are evaluated as one tanh over all 4H
+pre-activations (``sigmoid(z) = (1 + tanh(z / 2)) / 2``), which XLA fuses
+into a single loop.
+
+JAX cannot differentiate a ``custom_vjp`` function in forward mode
+(``jax.jvp``, ``jax.jacfwd``); :func:`jlstm.unroll` takes the generic scan
+for that (``impl='scan'``, or automatically when it sees a forward-mode
+tracer).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jlstm.cell import LSTMState
+from jlstm.cell import compute_dtype
+from jlstm.cell import is_basic
+
+Array = jax.Array
+
+
+class Plan(NamedTuple):
+  """Static choices of the fused unroll, decided by measurement.
+
+  Attributes:
+    hoist: compute the input projection ``xs @ w_x + b`` for all steps
+      before the loop (one large matmul) instead of one per step.
+    unroll: steps per scan iteration, or True to unroll fully.
+    remat: recompute the gates in the backward pass from the state saved at
+      the start of each chunk instead of storing them.
+    chunk: steps per chunk with ``remat``.
+    recurrent_nt: compute ``h @ w_h`` against ``w_h^T`` stored [4H, H].
+  """
+
+  hoist: bool = False
+  unroll: int | bool = 1
+  remat: bool = False
+  chunk: int = 64
+  recurrent_nt: bool = False
+
+
+def plan(
+  time: int, batch: int, input_size: int, hidden_size: int, *, unroll, remat
+) -> Plan:
+  """Picks the :class:`Plan` for one problem size."""
+  del time, batch, input_size, hidden_size
+  return Plan(unroll=unroll, remat=remat)
+
+
+def applies(params, **options) -> bool:
+  """True when the fused unroll computes exactly what ``unroll`` asks for.
+
+  It covers the plain cell (no variant fields) with no cell options; the
+  caller has already routed resets, dropout and zoneout elsewhere.
+  """
+  del options
+  return is_basic(params)
+
+
+# The gate maths -----------------------------------------------------------
+
+
+def _gate_scales(hidden_size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+  """Per-gate ``(scale, shift)`` so that act(z) = tanh(z * s) * s + shift.
+
+  With s = 1/2 and shift = 1/2 this is the sigmoid; with s = 1 and
+  shift = 0 the tanh. One tanh over all 4H entries then activates every
+  gate.
+  """
+  scale = np.full((4 * hidden_size,), 0.5)
+  scale[2 * hidden_size : 3 * hidden_size] = 1.0
+  return scale.astype(dtype), (1.0 - scale).astype(dtype)
+
+
+def _activate(z: Array, hidden_size: int) -> Array:
+  """[..., 4H] pre-activations to activated gates (i, f, g, o)."""
+  scale, shift = _gate_scales(hidden_size, z.dtype)
+  return jnp.tanh(z * scale) * scale + shift
+
+
+def _split(gates: Array, hidden_size: int) -> tuple[Array, ...]:
+  return tuple(
+    gates[..., k * hidden_size : (k + 1) * hidden_size] for k in range(4)
+  )
+
+
+def _cell_from_gates(acts: Array, c: Array, hidden_size: int):
+  i, f, g, o = _split(acts, hidden_size)
+  c = f * c + i * g
+  return o * jnp.tanh(c), c
+
+
+def _gate_grads(acts, c_prev, c, dh, dc, hidden_size):
+  """One step's backward: returns (dz [.., 4H], dc_prev [.., H])."""
+  i, f, g, o = _split(acts, hidden_size)
+  tanh_c = jnp.tanh(c)
+  dc = dc + dh * o * (1 - tanh_c * tanh_c)
+  dz = jnp.concatenate(
+    [
+      dc * g * i * (1 - i),
+      dc * c_prev * f * (1 - f),
+      dc * i * (1 - g * g),
+      dh * tanh_c * o * (1 - o),
+    ],
+    axis=-1,
+  )
+  return dz, dc * f
+
+
+def _dot_nt(a: Array, b: Array, acc) -> Array:
+  """``a @ b^T`` for a [..., K] and b [N, K], accumulated in ``acc``."""
+  return lax.dot_general(
+    a, b, (((a.ndim - 1,), (1,)), ((), ())), preferred_element_type=acc
+  )
+
+
+def _dot(a: Array, b: Array, acc) -> Array:
+  return jnp.matmul(a, b, preferred_element_type=acc)
+
+
+# Forward and backward scans ---------------------------------------------
+
+
+def _valid(t: Array, lengths: Array | None):
+  """[N, 1] mask of the sequences still running at step ``t``."""
+  if lengths is None:
+    return None
+  return (t < lengths)[:, None]
+
+
+def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
+  """Runs the steps t0 .. t0 + len(xs) - 1 from the state (h0, c0).
+
+  Returns ``((h, c), hs, saved)`` where ``saved`` is ``(acts, cs_in)``,
+  the activated gates [T, N, 4H] and the incoming cell states [T, N, H],
+  when ``save`` and None otherwise.
+  """
+  hidden = w_h.shape[0]
+  acc = h0.dtype
+  mm_x, mm_h = compute_dtype(w_x), compute_dtype(w_h)
+  b = b.astype(acc)
+  if p.recurrent_nt:
+    w_ht = w_h.T
+    recurrent = lambda h: _dot_nt(h.astype(mm_h), w_ht, acc)
+  else:
+    recurrent = lambda h: _dot(h.astype(mm_h), w_h, acc)
+  time = xs.shape[0]
+  steps = t0 + jnp.arange(time)
+  if lengths is not None:
+    valid = (steps[:, None] < lengths)[..., None]
+    # Zeroing the padding keeps NaN or inf there out of every result.
+    xs = jnp.where(valid, xs, jnp.zeros((), xs.dtype))
+  if p.hoist:
+    seq = _dot(xs.astype(mm_x), w_x, acc) + b
+    project = lambda s: s
+  else:
+    seq = xs
+    project = lambda x: _dot(x.astype(mm_x), w_x, acc) + b
+
+  def step(carry, inputs):
+    h, c = carry
+    s, t = inputs
+    acts = _activate(project(s) + recurrent(h), hidden)
+    h_new, c_new = _cell_from_gates(acts, c, hidden)
+    keep = _valid(t, lengths)
+    if keep is not None:
+      h_new = jnp.where(keep, h_new, h)
+      c_new = jnp.where(keep, c_new, c)
+      out = jnp.where(keep, h_new, jnp.zeros((), acc))
+    else:
+      out = h_new
+    if save:
+      return (h_new, c_new), (out, acts, c)
+    return (h_new, c_new), out
+
+  carry, ys = lax.scan(step, (h0, c0), (seq, steps), unroll=p.unroll)
+  if save:
+    hs, acts, cs_in = ys
+    return carry, hs, (acts, cs_in)
+  return carry, ys, None
+
+
+def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
+  """Backward scan over saved gates: returns ((dh0, dc0), dgates)."""
+  hidden = w_h.shape[0]
+  acc = dh.dtype
+  w_h = w_h.astype(acc)
+  steps = t0 + jnp.arange(acts.shape[0])
+
+  def step(carry, inputs):
+    dh, dc, c = carry
+    dh_t, a, c_prev, t = inputs
+    keep = _valid(t, lengths)
+    if keep is not None:
+      dh_t = jnp.where(keep, dh_t, jnp.zeros((), acc))
+    dh_in = dh + dh_t
+    dz, dc_prev = _gate_grads(a, c_prev, c, dh_in, dc, hidden)
+    if keep is not None:
+      dz = jnp.where(keep, dz, jnp.zeros((), acc))
+      dc_prev = jnp.where(keep, dc_prev, dc)
+      dh_prev = jnp.where(keep, _dot_nt(dz, w_h, acc), dh_in)
+    else:
+      dh_prev = _dot_nt(dz, w_h, acc)
+    return (dh_prev, dc_prev, c_prev), dz
+
+  (dh, dc, _), dz = lax.scan(
+    step,
+    (dh, dc, c_last),
+    (dhs, acts, cs_in, steps),
+    reverse=True,
+    unroll=p.unroll,
+  )
+  return (dh, dc), dz
+
+
+def _weight_grads(xs, hs_prev, dz, lengths, t0):
+  """The weight gradients of a block of steps, as three large matmuls."""
+  acc = dz.dtype
+  if lengths is not None:
+    steps = t0 + jnp.arange(xs.shape[0])
+    valid = (steps[:, None] < lengths)[..., None]
+    xs = jnp.where(valid, xs, jnp.zeros((), xs.dtype))
+  dw_x = jnp.einsum('tni,tng->ig', xs.astype(acc), dz)
+  dw_h = jnp.einsum('tnh,tng->hg', hs_prev, dz)
+  return dw_x, dw_h, dz.sum((0, 1))
+
+
+# The custom VJP -----------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _run(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
+  (h, c), hs, _ = _forward(p, w_x, w_h, b, xs, h0, c0, lengths, 0, False)
+  return h, c, hs
+
+
+def _run_fwd(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
+  (h, c), hs, (acts, cs_in) = _forward(
+    p, w_x, w_h, b, xs, h0, c0, lengths, 0, True
+  )
+  return (h, c, hs), (w_x, w_h, b, xs, h0, hs, acts, cs_in, c, lengths)
+
+
+def _run_bwd(p: Plan, residuals, cotangents):
+  w_x, w_h, b, xs, h0, hs, acts, cs_in, c_last, lengths = residuals
+  dh, dc, dhs = cotangents
+  acc = dh.dtype
+  (dh0, dc0), dz = _backward(
+    p, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, 0
+  )
+  hs_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  dw_x, dw_h, db = _weight_grads(xs, hs_prev, dz, lengths, 0)
+  dxs = _dot_nt(dz, w_x.astype(acc), acc)
+  return (
+    dw_x.astype(w_x.dtype),
+    dw_h.astype(w_h.dtype),
+    db.astype(b.dtype),
+    dxs.astype(xs.dtype),
+    dh0.astype(h0.dtype),
+    dc0.astype(dc.dtype),
+    None,
+  )
+
+
+_run.defvjp(_run_fwd, _run_bwd)
+
+
+def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
+  """The fused equivalent of :func:`jlstm.unroll` for the plain cell.
+
+  Takes the arguments after ``jlstm.unroll`` has checked them: ``state``
+  broadcast to the batch shape in the state dtype, ``lengths`` None or
+  int32 [...].
+  """
+  from jlstm.unroll import reverse_index
+  from jlstm.unroll import take_time
+
+  time = xs.shape[0]
+  batch_shape = state.h.shape[:-1]
+  batch = int(np.prod(batch_shape, dtype=np.int64))
+  hidden = params.w_h.shape[0]
+  p = plan(
+    time, batch, params.w_x.shape[0], hidden, unroll=unroll, remat=remat
+  )
+
+  xs = jnp.broadcast_to(xs, (time, *batch_shape, xs.shape[-1]))
+  flat_xs = xs.reshape(time, batch, xs.shape[-1])
+  h0 = state.h.reshape(batch, hidden)
+  c0 = state.c.reshape(batch, hidden)
+  flat_lengths = None if lengths is None else lengths.reshape(batch)
+  if reverse:
+    if lengths is None:
+      flat_xs = flat_xs[::-1]
+    else:
+      index = reverse_index(flat_lengths, time)
+      flat_xs = take_time(flat_xs, index)
+
+  h, c, hs = _run(
+    p, params.w_x, params.w_h, params.b, flat_xs, h0, c0, flat_lengths
+  )
+
+  if reverse:
+    hs = hs[::-1] if lengths is None else take_time(hs, index)
+  final = LSTMState(
+    h=h.reshape(state.h.shape), c=c.reshape(state.c.shape)
+  )
+  return final, hs.reshape(time, *batch_shape, hidden)

@@ -1,0 +1,128 @@
+"""Checkpoints with orbax: the latest train state, and the best by validation.
+
+A run's ``checkpoints/`` folder holds two orbax checkpoint managers:
+
+* ``latest/``: the most recent state, written every ``checkpoint_every``
+  steps and at the end, read to resume;
+* ``best/``: the state with the lowest validation loss so far, read by
+  ``jlstm eval`` and ``jlstm sample``.
+
+Each checkpoint stores the :class:`~jlstm.train.state.TrainState` pytree
+and a JSON dict of run metadata (the data stream's position, the best
+validation loss, the wall time so far), so a resumed run continues exactly
+where the saved one stood. All orbax use lives in this module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+#: The two kinds of checkpoint a run keeps.
+KINDS = ('latest', 'best')
+
+
+class Checkpointer:
+  """Saves and restores a run's train state and metadata.
+
+  Args:
+    directory: the run's checkpoint folder (created if missing).
+
+  Example:
+    >>> import tempfile, jax.numpy as jnp
+    >>> from jlstm.train.checkpoint import Checkpointer
+    >>> ckpt = Checkpointer(tempfile.mkdtemp())
+    >>> ckpt.save('latest', 3, {'w': jnp.ones(2)}, {'epoch': 0})
+    >>> state, meta = ckpt.restore('latest', {'w': jnp.zeros(2)})
+    >>> state['w'], meta
+    (Array([1., 1.], dtype=float32), {'epoch': 0})
+    >>> ckpt.close()
+  """
+
+  def __init__(self, directory: str | os.PathLike):
+    self.directory = os.path.abspath(os.fspath(directory))
+    # Synchronous saves: the train step donates the state it is given, so
+    # its buffers must not be read after the next step starts.
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, create=True, enable_async_checkpointing=False
+    )
+    self._managers = {
+      kind: ocp.CheckpointManager(
+        os.path.join(self.directory, kind), options=options
+      )
+      for kind in KINDS
+    }
+
+  def _manager(self, kind: str) -> ocp.CheckpointManager:
+    if kind not in KINDS:
+      raise ValueError(f'kind must be one of {KINDS}; got {kind!r}')
+    return self._managers[kind]
+
+  def step(self, kind: str = 'latest') -> int | None:
+    """The step of the ``kind`` checkpoint, or None when there is none."""
+    return self._manager(kind).latest_step()
+
+  def save(
+    self, kind: str, step: int, state: Any, meta: dict[str, Any]
+  ) -> None:
+    """Writes ``state`` and ``meta`` as the ``kind`` checkpoint of ``step``.
+
+    The previous checkpoint of that kind is deleted once the new one is
+    complete. Saving a step that already exists does nothing.
+    """
+    manager = self._manager(kind)
+    if manager.latest_step() == step:
+      return
+    manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+      ),
+    )
+    manager.wait_until_finished()
+
+  def restore(
+    self, kind: str, target: Any, step: int | None = None
+  ) -> tuple[Any, dict[str, Any]]:
+    """Reads the ``kind`` checkpoint into the structure of ``target``.
+
+    Args:
+      kind: ``'latest'`` or ``'best'``.
+      target: a pytree like the saved state; its arrays give the shapes,
+        dtypes and shardings to restore to.
+      step: the step to read; the newest when None.
+
+    Returns:
+      ``(state, meta)``.
+
+    Raises:
+      FileNotFoundError: no checkpoint of that kind.
+      ValueError: the checkpoint does not match ``target``.
+    """
+    manager = self._manager(kind)
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(
+        f'no {kind} checkpoint in {os.path.join(self.directory, kind)}'
+      )
+    try:
+      restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+        ),
+      )
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(
+        f'the {kind} checkpoint at step {step} in {self.directory} does not '
+        f'match this config (different model or optimizer?): {e}'
+      ) from None
+    return restored.state, dict(restored.meta)
+
+  def close(self) -> None:
+    """Waits for pending writes and releases the managers."""
+    for manager in self._managers.values():
+      manager.wait_until_finished()
+      manager.close()

@@ -1,0 +1,235 @@
+"""Experiment configs: loading config files, overriding keys, validation.
+
+A config file is a Python file with a ``get_config()`` that returns an
+``ml_collections.ConfigDict`` (see ``configs/``). Overrides name a dotted
+key and give its value as text; the text is parsed as the type the key
+already has, so a misspelt key or a value of the wrong type fails at once
+with a :class:`ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+#: Tasks that :func:`jlstm.train.train_and_evaluate` runs.
+TASKS = ('lm', 'adding', 'copy')
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'momentum')
+SCHEDULES = ('constant', 'warmup_cosine', 'step')
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+#: Keys every config has, with their types.
+REQUIRED = {
+  'task': str,
+  'seed': int,
+  'batch_size': int,
+  'seq_len': int,
+  'num_train_steps': int,
+  'learning_rate': float,
+  'eval_every': int,
+  'checkpoint_every': int,
+  'log_every': int,
+  'dtype': str,
+  'model.hidden_size': int,
+  'model.num_layers': int,
+  'optimizer.name': str,
+  'optimizer.grad_clip': float,
+  'schedule.name': str,
+}
+
+
+class ConfigError(ValueError):
+  """A config that cannot run: unknown key, wrong type or bad value."""
+
+
+def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
+  """Runs a config file's ``get_config()`` and returns its ConfigDict.
+
+  Args:
+    path: a Python file defining ``get_config()``.
+
+  Returns:
+    The ConfigDict, with its keys locked (new keys cannot be added).
+
+  Raises:
+    ConfigError: the file is missing, fails to import, or has no
+      ``get_config`` returning a ConfigDict.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ConfigError(f'config file not found: {path}')
+  spec = importlib.util.spec_from_file_location('_jlstm_config', path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - any error in user code is reported
+    raise ConfigError(
+      f'config file {path} failed to load: {type(e).__name__}: {e}'
+    ) from None
+  get_config = getattr(module, 'get_config', None)
+  if get_config is None:
+    raise ConfigError(f'config file {path} defines no get_config()')
+  config = get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(
+      f'get_config() in {path} must return an ml_collections.ConfigDict; '
+      f'got {type(config).__name__}'
+    )
+  config.lock()
+  return config
+
+
+def _parse(key: str, text: str, kind: type | None) -> Any:
+  """Parses override text as ``kind``, the type the key already has."""
+  if kind is bool:
+    lowered = text.strip().lower()
+    if lowered in ('true', '1', 'yes'):
+      return True
+    if lowered in ('false', '0', 'no'):
+      return False
+    raise ConfigError(f'--config.{key} expects a bool; got {text!r}')
+  if kind is int:
+    try:
+      return int(text)
+    except ValueError:
+      raise ConfigError(
+        f'--config.{key} expects an int; got {text!r}'
+      ) from None
+  if kind is float:
+    try:
+      return float(text)
+    except ValueError:
+      raise ConfigError(
+        f'--config.{key} expects a float; got {text!r}'
+      ) from None
+  if kind is str:
+    return text
+  # Tuples, lists and untyped (None) fields take a Python literal; a bare
+  # word that is no literal is kept as a string.
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    if kind in (tuple, list):
+      raise ConfigError(
+        f'--config.{key} expects a {kind.__name__} literal; got {text!r}'
+      ) from None
+    return text
+
+
+def apply_override(
+  config: ml_collections.ConfigDict, key: str, text: str
+) -> None:
+  """Sets ``config.<key>`` from the text of a command-line override.
+
+  Args:
+    config: the ConfigDict to change in place.
+    key: dotted key, e.g. ``'model.hidden_size'``.
+    text: the value as written on the command line, e.g. ``'512'``.
+
+  Raises:
+    ConfigError: the key does not exist or the value does not parse as the
+      key's type.
+
+  Example:
+    >>> import ml_collections
+    >>> from jlstm.train import config as config_lib
+    >>> c = ml_collections.ConfigDict({'model': {'hidden_size': 8}})
+    >>> config_lib.apply_override(c, 'model.hidden_size', '512')
+    >>> c.model.hidden_size
+    512
+  """
+  *parents, leaf = key.split('.')
+  node = config
+  for depth, part in enumerate(parents):
+    if part not in node or not isinstance(
+      node[part], ml_collections.ConfigDict
+    ):
+      where = '.'.join(parents[: depth + 1])
+      raise ConfigError(f'unknown config key: {where} (in --config.{key})')
+    node = node[part]
+  if not leaf or leaf not in node:
+    known = ', '.join(sorted(node.keys()))
+    raise ConfigError(
+      f'unknown config key: {key} (known keys here: {known})'
+    )
+  if isinstance(node[leaf], ml_collections.ConfigDict):
+    raise ConfigError(
+      f'config key {key} is a group; set one of its keys instead'
+    )
+  value = _parse(key, text, node.get_type(leaf))
+  try:
+    node[leaf] = value
+  except TypeError as e:
+    raise ConfigError(f'--config.{key}: {e}') from None
+
+
+def _get(config: ml_collections.ConfigDict, key: str) -> Any:
+  node = config
+  for part in key.split('.'):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise ConfigError(f'config is missing the key {key}')
+    node = node[part]
+  return node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the keys every config has, and the values they may take.
+
+  Raises:
+    ConfigError: naming the first key that is missing or out of range.
+  """
+  for key, kind in REQUIRED.items():
+    value = _get(config, key)
+    ok = isinstance(value, kind) and not (
+      kind is int and isinstance(value, bool)
+    )
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+      ok = True
+    if not ok:
+      raise ConfigError(
+        f'config key {key} must be a {kind.__name__}; got {value!r}'
+      )
+  for key in (
+    'batch_size',
+    'seq_len',
+    'num_train_steps',
+    'eval_every',
+    'checkpoint_every',
+    'log_every',
+    'model.hidden_size',
+    'model.num_layers',
+  ):
+    if _get(config, key) < 1:
+      raise ConfigError(
+        f'config key {key} must be positive; got {_get(config, key)}'
+      )
+  if config.learning_rate <= 0:
+    raise ConfigError(
+      f'config key learning_rate must be positive; got {config.learning_rate}'
+    )
+  choices = {
+    'task': TASKS,
+    'optimizer.name': OPTIMIZERS,
+    'schedule.name': SCHEDULES,
+    'dtype': DTYPES,
+  }
+  for key, allowed in choices.items():
+    if _get(config, key) not in allowed:
+      raise ConfigError(
+        f'config key {key} must be one of {allowed}; got {_get(config, key)!r}'
+      )
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  """The config as indented JSON, keys sorted."""
+  return config.to_json_best_effort(indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Rebuilds a ConfigDict from :func:`to_json`'s output."""
+  return ml_collections.ConfigDict(json.loads(text))
