@@ -28,6 +28,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = 'lm'
   config.seed = 0
   config.dtype = 'float32'  # parameter dtype; the LSTM state stays float32
+  # Mixed precision: 'bfloat16' runs the matmuls in bfloat16 while the
+  # parameters and optimizer stay in dtype; '' computes in dtype.
+  config.compute_dtype = ''
+  # How float32 matmuls run on TPU/GPU: 'default' (one bfloat16 pass on
+  # TPU), 'high' or 'highest' (full float32).
+  config.matmul_precision = 'default'
+  # Multi-host: call jax.distributed.initialize() first (as does the
+  # environment variable JLSTM_DISTRIBUTED=1).
+  config.distributed = False
 
   # Training length and batches: batch_size parallel streams, seq_len steps
   # of backprop through time per batch.

@@ -13,10 +13,10 @@ outer products. This module gives the plain cell's unroll a
 * the weight gradients then come from a few large matmuls over all steps at
   once::
 
-    dw_x = xs^T @ dgates          # [I, 4H], contracting T and B
-    dw_h = hs_prev^T @ dgates     # [H, 4H]
-    db = sum(dgates)              # [4H]
-    dxs = dgates @ w_x^T          # [T, B, I]
+    dw_x = xs ^ T @ dgates  # [I, 4H], contracting T and B
+    dw_h = hs_prev ^ T @ dgates  # [H, 4H]
+    db = sum(dgates)  # [4H]
+    dxs = dgates @ w_x ^ T  # [T, B, I]
 
 The gate maths (for the pre-activations ``z``, with ``i, f, o`` sigmoids
 and ``g`` a tanh) and its derivative::
@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.interpreters import ad
 
 from jlstm.cell import LSTMState
 from jlstm.cell import compute_dtype
@@ -82,14 +83,42 @@ def plan(
   return Plan(unroll=unroll, remat=remat)
 
 
-def applies(params, **options) -> bool:
-  """True when the fused unroll computes exactly what ``unroll`` asks for.
+#: The values of ``jlstm.unroll``'s ``impl`` argument.
+IMPLS = ('auto', 'fused', 'scan')
 
-  It covers the plain cell (no variant fields) with no cell options; the
-  caller has already routed resets, dropout and zoneout elsewhere.
+
+def check_impl(impl: str, *, plain: bool = True) -> None:
+  """Raises ValueError for an unknown ``impl``, or for ``'fused'`` when the
+  step is not the plain cell (``plain=False``)."""
+  if impl not in IMPLS:
+    raise ValueError(f'impl must be one of {IMPLS}; got impl={impl!r}')
+  if impl == 'fused' and not plain:
+    raise ValueError(
+      "impl='fused' covers the plain cell only (no variant fields, cell "
+      "options, resets, dropout or zoneout); use impl='auto' or 'scan'"
+    )
+
+
+def _forward_mode(*trees) -> bool:
+  """True when an argument carries a forward-mode (jvp) tangent.
+
+  Reverse mode linearises with its own tracer type when JAX's direct
+  linearisation is on (the default since JAX 0.7), so a ``JVPTracer`` then
+  means ``jax.jvp`` or ``jax.jacfwd``, which a ``custom_vjp`` cannot serve.
   """
-  del options
-  return is_basic(params)
+  if not getattr(jax.config, 'jax_use_direct_linearize', False):
+    return False
+  tracer = getattr(ad, 'JVPTracer', None)
+  if tracer is None:
+    return False
+  return any(isinstance(x, tracer) for x in jax.tree.leaves(trees))
+
+
+def wanted(impl: str, params, xs, state) -> bool:
+  """True when :func:`jlstm.unroll` should run the plain cell fused."""
+  if impl == 'scan' or not is_basic(params):
+    return False
+  return impl == 'fused' or not _forward_mode(params, xs, state)
 
 
 # The gate maths -----------------------------------------------------------
@@ -269,14 +298,54 @@ def _run(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
   return h, c, hs
 
 
+def _chunked(p: Plan, xs, lengths):
+  """Pads ``xs`` [T, ...] to whole chunks: returns (xs [n, K, ...], lengths).
+
+  Padded steps run masked (``lengths`` = T where it was None), so they
+  change nothing.
+  """
+  time = xs.shape[0]
+  chunk = min(p.chunk, time)
+  count = -(-time // chunk)
+  pad = count * chunk - time
+  if pad:
+    xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)])
+    if lengths is None:
+      lengths = jnp.full(xs.shape[1:2], time, jnp.int32)
+  return xs.reshape(count, chunk, *xs.shape[1:]), lengths
+
+
 def _run_fwd(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
-  (h, c), hs, (acts, cs_in) = _forward(
-    p, w_x, w_h, b, xs, h0, c0, lengths, 0, True
+  if not p.remat:
+    (h, c), hs, (acts, cs_in) = _forward(
+      p, w_x, w_h, b, xs, h0, c0, lengths, 0, True
+    )
+    residuals = (w_x, w_h, b, xs, h0, hs, acts, cs_in, c, lengths)
+    return (h, c, hs), residuals
+
+  # Only the state at the start of each chunk is kept; the backward pass
+  # recomputes the chunk's gates from it.
+  time = xs.shape[0]
+  chunks, masked = _chunked(p, xs, lengths)
+  chunk = chunks.shape[1]
+
+  def run_chunk(carry, inputs):
+    xs_k, k = inputs
+    end, hs_k, _ = _forward(
+      p, w_x, w_h, b, xs_k, *carry, masked, k * chunk, False
+    )
+    return end, (hs_k, carry)
+
+  (h, c), (hs, starts) = lax.scan(
+    run_chunk, (h0, c0), (chunks, jnp.arange(chunks.shape[0]))
   )
-  return (h, c, hs), (w_x, w_h, b, xs, h0, hs, acts, cs_in, c, lengths)
+  hs = hs.reshape(-1, *hs.shape[2:])[:time]
+  return (h, c, hs), (w_x, w_h, b, xs, starts, lengths)
 
 
 def _run_bwd(p: Plan, residuals, cotangents):
+  if p.remat:
+    return _run_bwd_remat(p, residuals, cotangents)
   w_x, w_h, b, xs, h0, hs, acts, cs_in, c_last, lengths = residuals
   dh, dc, dhs = cotangents
   acc = dh.dtype
@@ -286,18 +355,74 @@ def _run_bwd(p: Plan, residuals, cotangents):
   hs_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
   dw_x, dw_h, db = _weight_grads(xs, hs_prev, dz, lengths, 0)
   dxs = _dot_nt(dz, w_x.astype(acc), acc)
+  return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
+
+
+def _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0):
   return (
     dw_x.astype(w_x.dtype),
     dw_h.astype(w_h.dtype),
     db.astype(b.dtype),
     dxs.astype(xs.dtype),
-    dh0.astype(h0.dtype),
-    dc0.astype(dc.dtype),
+    dh0,
+    dc0,
     None,
   )
 
 
+def _run_bwd_remat(p: Plan, residuals, cotangents):
+  w_x, w_h, b, xs, (h_starts, c_starts), lengths = residuals
+  dh, dc, dhs = cotangents
+  acc = dh.dtype
+  time = xs.shape[0]
+  chunks, masked = _chunked(p, xs, lengths)
+  count, chunk = chunks.shape[:2]
+  dhs, _ = _chunked(p, dhs, None)
+
+  def chunk_grads(carry, inputs):
+    dh, dc, dw_x, dw_h, db = carry
+    xs_k, dhs_k, h_k, c_k, k = inputs
+    t0 = k * chunk
+    (_, c_end), hs_k, (acts, cs_in) = _forward(
+      p, w_x, w_h, b, xs_k, h_k, c_k, masked, t0, True
+    )
+    (dh, dc), dz = _backward(
+      p, w_h, acts, cs_in, c_end, dhs_k, dh, dc, masked, t0
+    )
+    hs_prev = jnp.concatenate([h_k[None], hs_k[:-1]], axis=0)
+    dw_x_k, dw_h_k, db_k = _weight_grads(xs_k, hs_prev, dz, masked, t0)
+    dxs_k = _dot_nt(dz, w_x.astype(acc), acc)
+    carry = (dh, dc, dw_x + dw_x_k, dw_h + dw_h_k, db + db_k)
+    return carry, dxs_k
+
+  zeros = (
+    jnp.zeros(w_x.shape, acc),
+    jnp.zeros(w_h.shape, acc),
+    jnp.zeros(b.shape, acc),
+  )
+  (dh0, dc0, dw_x, dw_h, db), dxs = lax.scan(
+    chunk_grads,
+    (dh, dc, *zeros),
+    (chunks, dhs, h_starts, c_starts, jnp.arange(count)),
+    reverse=True,
+  )
+  dxs = dxs.reshape(-1, *dxs.shape[2:])[:time]
+  return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
+
+
 _run.defvjp(_run_fwd, _run_bwd)
+
+
+def _reverse_index(lengths: Array, time: int) -> Array:
+  """[T, N] time index that reverses each sequence's first ``lengths`` steps
+  and leaves the padding in place; it is its own inverse."""
+  t = jnp.arange(time)[:, None]
+  return jnp.where(t < lengths, lengths - 1 - t, t)
+
+
+def _take_time(xs: Array, index: Array) -> Array:
+  """Gathers ``xs`` [T, N, F] along time with ``index`` [T, N]."""
+  return jnp.take_along_axis(xs, index[..., None], axis=0)
 
 
 def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
@@ -307,16 +432,11 @@ def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
   broadcast to the batch shape in the state dtype, ``lengths`` None or
   int32 [...].
   """
-  from jlstm.unroll import reverse_index
-  from jlstm.unroll import take_time
-
   time = xs.shape[0]
   batch_shape = state.h.shape[:-1]
   batch = int(np.prod(batch_shape, dtype=np.int64))
   hidden = params.w_h.shape[0]
-  p = plan(
-    time, batch, params.w_x.shape[0], hidden, unroll=unroll, remat=remat
-  )
+  p = plan(time, batch, params.w_x.shape[0], hidden, unroll=unroll, remat=remat)
 
   xs = jnp.broadcast_to(xs, (time, *batch_shape, xs.shape[-1]))
   flat_xs = xs.reshape(time, batch, xs.shape[-1])
@@ -327,16 +447,14 @@ def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
     if lengths is None:
       flat_xs = flat_xs[::-1]
     else:
-      index = reverse_index(flat_lengths, time)
-      flat_xs = take_time(flat_xs, index)
+      index = _reverse_index(flat_lengths, time)
+      flat_xs = _take_time(flat_xs, index)
 
   h, c, hs = _run(
     p, params.w_x, params.w_h, params.b, flat_xs, h0, c0, flat_lengths
   )
 
   if reverse:
-    hs = hs[::-1] if lengths is None else take_time(hs, index)
-  final = LSTMState(
-    h=h.reshape(state.h.shape), c=c.reshape(state.c.shape)
-  )
+    hs = hs[::-1] if lengths is None else _take_time(hs, index)
+  final = LSTMState(h=h.reshape(state.h.shape), c=c.reshape(state.c.shape))
   return final, hs.reshape(time, *batch_shape, hidden)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jlstm import _checks
+from jlstm import _fused
 from jlstm.cell import LSTMParams
 from jlstm.cell import LSTMState
 from jlstm.cell import apply_gates
@@ -93,6 +94,7 @@ def unroll(
   reverse: bool = False,
   unroll: int | bool = 1,
   remat: bool = False,
+  impl: str = 'auto',
   resets: Array | None = None,
   forget_bias: float = 0.0,
   cell_clip: float | None = None,
@@ -154,6 +156,12 @@ def unroll(
       compiles slowly for long sequences).
     remat: recompute each step's gates in the backward pass instead of
       storing them (less memory, more compute).
+    impl: ``'auto'`` runs the plain cell through a fused unroll with a
+      hand-written backward pass (weight gradients as a few large matmuls
+      after the loop) and everything else through ``lax.scan``;
+      ``'scan'`` always takes the scan, which also supports forward-mode
+      autodiff (``jax.jvp``, ``jax.jacfwd``) under ``jit``; ``'fused'``
+      insists on the fused unroll.
     resets: optional bool [T, ...] per-step, per-sequence reset mask.
     forget_bias: number added to the forget gate at run time.
     cell_clip: positive bound on the cell state, or None.
@@ -185,6 +193,7 @@ def unroll(
     ((10, 32, 256), (32, 256))
   """
   unroll = _check_unroll_factor(unroll)
+  _fused.check_impl(impl)
   options = dict(
     forget_bias=forget_bias,
     cell_clip=cell_clip,
@@ -207,6 +216,7 @@ def unroll(
     or zoneout_on
     or not is_plain_step(params, **options)
   ):
+    _fused.check_impl(impl, plain=False)
     return _unroll_variant(
       params,
       xs,
@@ -223,6 +233,16 @@ def unroll(
     )
 
   state, lengths, _ = prepare(params, xs, state, lengths)
+  if _fused.wanted(impl, params, xs, state):
+    return _fused.unroll(
+      params,
+      xs,
+      state,
+      lengths=lengths,
+      reverse=reverse,
+      unroll=unroll,
+      remat=remat,
+    )
   time = xs.shape[0]
   acc = state.h.dtype
 

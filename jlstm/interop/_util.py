@@ -130,7 +130,7 @@ def shift_forget(b: jax.Array, delta: float, order=GATE_ORDER) -> jax.Array:
 _VARIANT_NAMES = {
   'w_peep': 'peepholes',
   'ln': 'layer normalisation',
-  'w_proj': 'a projection',
+  'w_proj': 'projection',
 }
 
 

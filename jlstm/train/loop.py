@@ -28,7 +28,9 @@ import tqdm
 import jlstm
 from jlstm.data import Tokenizer
 from jlstm.train import config as config_lib
+from jlstm.train import distributed
 from jlstm.train import optim
+from jlstm.train import precision
 from jlstm.train import sharding
 from jlstm.train import tasks as tasks_lib
 from jlstm.train.checkpoint import Checkpointer
@@ -72,6 +74,7 @@ def _startup_summary(config, task, mesh, state, workdir) -> list[str]:
     f'task {config.task}: '
     + ', '.join(f'{k}={v}' for k, v in task.info.items()),
     f'model: {params:,} parameters, {task.model}',
+    f'precision: {precision.policy_from_config(config).describe()}',
     f'workdir: {os.path.abspath(workdir)}',
     'config: ' + json.dumps(json.loads(config_lib.to_json(config))),
   ]
@@ -168,11 +171,19 @@ def train_and_evaluate(
   """
   workdir = os.fspath(workdir)
   config = ml_collections.ConfigDict(config.to_dict())
+  try:
+    distributed.initialize(config)
+  except ValueError as e:
+    raise config_lib.ConfigError(str(e)) from None
+  # Only process 0 writes files; every process joins the checkpoints.
+  main = distributed.is_main_process()
+  policy = precision.policy_from_config(config)
   task, mesh, schedule, optimizer, state = _prepare(config)
   log = _Log(verbose)
   os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config))
-  if task.tokenizer is not None:
+  if main:
+    _write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config))
+  if main and task.tokenizer is not None:
     _write_json(
       os.path.join(workdir, TOKENIZER_FILE), task.tokenizer.to_json()
     )
@@ -186,7 +197,8 @@ def train_and_evaluate(
     except ValueError as e:
       raise config_lib.ConfigError(str(e)) from None
     task.train_stream.set_state(meta['data'])
-    writer.truncate_after(int(state.step))
+    if main:
+      writer.truncate_after(int(state.step))
 
   for line in _startup_summary(config, task, mesh, state, workdir):
     log(line)
@@ -197,8 +209,8 @@ def train_and_evaluate(
   if start_step:
     log(f'resumed from step {start_step} ({ckpt.directory}/latest)')
 
-  train_step = make_train_step(task, optimizer, schedule)
-  eval_step = make_eval_step(task)
+  train_step = make_train_step(task, optimizer, schedule, policy, mesh)
+  eval_step = make_eval_step(task, policy, mesh)
   wall_offset = float(meta.get('wall_time', 0.0))
   t_start = time.perf_counter()
   pending: list[dict] = []
@@ -244,7 +256,8 @@ def train_and_evaluate(
           'tokens_per_sec': interval_steps * task.tokens_per_batch / elapsed,
           'wall_time': wall_time(),
         }
-        writer.write(record)
+        if main:
+          writer.write(record)
         bar.set_postfix(
           loss=f'{record["loss"]:.3f}',
           tok_s=f'{record["tokens_per_sec"]:.0f}',
@@ -256,7 +269,8 @@ def train_and_evaluate(
         scores = _evaluate(task, eval_step, state.params, 'val', mesh)
         record = {'step': step, 'split': 'val', **scores}
         record['wall_time'] = wall_time()
-        writer.write(record)
+        if main:
+          writer.write(record)
         result = {'step': step, **scores}
         log(
           f'step {step}: val '
@@ -268,7 +282,7 @@ def train_and_evaluate(
         if best is None or scores['loss'] < best:
           meta['best_val_loss'] = scores['loss']
           ckpt.save('best', step, state, checkpoint_meta())
-        if task.tokenizer is not None:
+        if main and task.tokenizer is not None:
           _append_sample(config, task, state.params, step, workdir)
         interval_start = time.perf_counter()
 
@@ -279,7 +293,7 @@ def train_and_evaluate(
     bar.close()
     ckpt.close()
 
-  records = read_metrics(os.path.join(workdir, METRICS_FILE))
+  records = read_metrics(os.path.join(workdir, METRICS_FILE)) if main else []
   if records:
     plot_curves(
       records, os.path.join(workdir, CURVES_FILE), title=_title(config)
@@ -304,7 +318,9 @@ def _append_sample(config, task, params, step, workdir) -> None:
   temperature = float(s.get('temperature', 0.8))
   text = sample_text(
     task.model,
-    params,
+    # A host copy: with several processes, only this one samples, so the
+    # sampler must not run on the job-wide replicated arrays.
+    jax.device_get(params),
     task.tokenizer,
     s.get('prompt', ''),
     int(s.get('length', 300)),
@@ -397,7 +413,9 @@ def evaluate_workdir(
   """
   config, task, state, step = load_run(workdir, kind)
   mesh = sharding.make_mesh()
-  eval_step = make_eval_step(task)
+  eval_step = make_eval_step(
+    task, precision.policy_from_config(config), mesh
+  )
   result: dict[str, Any] = {'step': step, 'checkpoint': kind}
   for split in ('val', 'test'):
     result[split] = _evaluate(task, eval_step, state.params, split, mesh)

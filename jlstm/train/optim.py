@@ -18,11 +18,12 @@ def make_schedule(
 
   ``config.schedule.name`` picks one of:
 
-  * ``'constant'``: ``learning_rate``, after an optional linear warmup of
-    ``schedule.warmup_steps`` steps from 0.
-  * ``'warmup_cosine'``: linear warmup to ``learning_rate``, then a cosine
-    decay to ``learning_rate * schedule.end_factor`` at
-    ``num_train_steps``.
+  * ``'constant'``: ``learning_rate``, after an optional linear warmup over
+    the first ``schedule.warmup_steps`` steps (``lr * (step + 1) /
+    warmup_steps``).
+  * ``'warmup_cosine'``: the same warmup, then a cosine decay that reaches
+    ``learning_rate * schedule.end_factor`` at the last step,
+    ``num_train_steps - 1``.
   * ``'step'``: ``learning_rate`` for the first ``schedule.decay_after``
     epochs, then multiplied by ``schedule.decay_factor`` at the start of
     every further epoch (Zaremba et al. 2014):
@@ -44,20 +45,22 @@ def make_schedule(
   warmup = int(sched.get('warmup_steps', 0))
   name = sched.name
   if name == 'warmup_cosine':
-    return optax.warmup_cosine_decay_schedule(
+    base = optax.warmup_cosine_decay_schedule(
       init_value=0.0,
       peak_value=lr,
       warmup_steps=warmup,
       decay_steps=max(config.num_train_steps, warmup + 1),
       end_value=lr * float(sched.get('end_factor', 0.0)),
     )
-  if name == 'constant':
-    if not warmup:
-      return optax.constant_schedule(lr)
-    return optax.join_schedules(
+  elif name == 'constant':
+    base = optax.join_schedules(
       [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
       [warmup],
     )
+  if name in ('warmup_cosine', 'constant'):
+    # Count from 1 so the first update has a non-zero rate (lr / warmup)
+    # and the last one lands on the final rate.
+    return lambda step: base(step + 1)
   if name == 'step':
     factor = float(sched.get('decay_factor', 0.5))
     after = int(sched.get('decay_after', 1))

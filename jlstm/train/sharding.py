@@ -56,25 +56,63 @@ def batch_spec(ndim: int) -> P:
   return P(*spec)
 
 
-def place_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Any]:
-  """Puts a host batch on the mesh, each array split along its batch axis.
+def process_rows(mesh: Mesh, batch_size: int) -> slice:
+  """The rows of a global batch that this process's devices hold.
 
-  Every process passes its own slice of the global batch (on one host, the
-  whole batch).
+  On one host that is every row; with several processes each gets the
+  contiguous block its devices cover on the ``data`` axis.
 
   Args:
-    batch: dict of NumPy arrays, [B] or time-major [T, B, ...].
+    mesh: from :func:`make_mesh`.
+    batch_size: B, rows of the global batch.
+
+  Returns:
+    A ``slice`` of the batch axis.
+
+  Example:
+    >>> from jlstm.train import sharding
+    >>> sharding.process_rows(sharding.make_mesh(), 8)
+    slice(0, 8, None)
+  """
+  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  index = sharding.addressable_devices_indices_map((batch_size,))
+  starts = [rows[0].indices(batch_size) for rows in index.values()]
+  start = min(s for s, _, _ in starts)
+  stop = max(e for _, e, _ in starts)
+  covered = sum(e - s for s, e, _ in set(starts))
+  if covered != stop - start:
+    raise ValueError(
+      f'the devices of process {jax.process_index()} hold rows that are not '
+      f'one contiguous block of the batch: {sorted(set(starts))}'
+    )
+  return slice(start, stop)
+
+
+def place_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Any]:
+  """Puts a global host batch on the mesh, split along its batch axis.
+
+  Every process holds the same global batch (built from the run's seed)
+  and feeds only its own rows (:func:`process_rows`) through
+  ``jax.make_array_from_process_local_data``; on one host that is the whole
+  batch.
+
+  Args:
+    batch: dict of NumPy arrays, [B] or time-major [T, B, ...], the
+      global batch.
     mesh: from :func:`make_mesh`.
 
   Returns:
     The same dict of global ``jax.Array``.
   """
-  return {
-    name: jax.make_array_from_process_local_data(
-      NamedSharding(mesh, batch_spec(value.ndim)), value
+  placed = {}
+  for name, value in batch.items():
+    axis = batch_axis(value.ndim)
+    rows = process_rows(mesh, value.shape[axis])
+    local = value[(slice(None),) * axis + (rows,)]
+    placed[name] = jax.make_array_from_process_local_data(
+      NamedSharding(mesh, batch_spec(value.ndim)), local, value.shape
     )
-    for name, value in batch.items()
-  }
+  return placed
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -87,11 +125,27 @@ def shard_rows(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, NamedSharding(mesh, P(DATA_AXIS)))
 
 
+def constrain_rows(tree: Any, mesh: Mesh | None) -> Any:
+  """Inside jit: keeps the [B, ...] arrays of ``tree`` split by rows.
+
+  Without it XLA may return the carried state replicated, and the next
+  call, seeing a different input sharding, would compile again.
+  """
+  if mesh is None or tree is None:
+    return tree
+  return jax.lax.with_sharding_constraint(
+    tree, NamedSharding(mesh, P(DATA_AXIS))
+  )
+
+
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   """Raises ValueError unless the batch splits evenly over the mesh."""
   devices = mesh.devices.size
   if batch_size % devices:
+    lower = batch_size // devices * devices
+    near = [n for n in (lower, lower + devices) if n > 0]
     raise ValueError(
-      f'batch_size={batch_size} must be a multiple of the number of '
-      f'devices, {devices}'
+      f'batch_size={batch_size} does not split over {devices} devices; use '
+      f'a multiple of {devices}, e.g. batch_size='
+      + ' or '.join(str(n) for n in near)
     )

@@ -5,10 +5,26 @@ from __future__ import annotations
 import jax
 import optax
 
+from jlstm.train.precision import Policy
+from jlstm.train import sharding
 from jlstm.train.state import TrainState
 
 
-def make_train_step(task, optimizer: optax.GradientTransformation, schedule):
+def _compute_loss(task, policy: Policy | None, params, *args):
+  """The task's loss with the parameters cast to the policy's compute dtype."""
+  if policy is None:
+    return task.loss(params, *args)
+  with policy.matmul_scope():
+    return task.loss(policy.cast_to_compute(params), *args)
+
+
+def make_train_step(
+  task,
+  optimizer: optax.GradientTransformation,
+  schedule,
+  policy: Policy | None = None,
+  mesh=None,
+):
   """Builds ``train_step(state, batch) -> (state, metrics)``, jitted.
 
   One step: draw the step's key, take the gradient of the task's loss,
@@ -20,6 +36,12 @@ def make_train_step(task, optimizer: optax.GradientTransformation, schedule):
     task: from :func:`jlstm.train.tasks.build_task`.
     optimizer: the optax transformation.
     schedule: the learning-rate schedule, for the metrics.
+    policy: the dtype policy (:mod:`jlstm.train.precision`); the loss runs
+      in its compute dtype and matmul precision, the gradients and the
+      update in the parameters' dtype. None runs in the parameters' dtype.
+    mesh: the device mesh; keeps the carried state split by rows, so the
+      step's output state has its input's sharding and the next call does
+      not compile again.
 
   Returns:
     The jitted step. ``metrics`` holds device scalars: ``loss`` (the batch
@@ -31,7 +53,7 @@ def make_train_step(task, optimizer: optax.GradientTransformation, schedule):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
 
     def loss_fn(params):
-      return task.loss(params, batch, state.carry, key, True)
+      return _compute_loss(task, policy, params, batch, state.carry, key, True)
 
     (loss, (stats, carry)), grads = jax.value_and_grad(
       loss_fn, has_aux=True
@@ -42,7 +64,7 @@ def make_train_step(task, optimizer: optax.GradientTransformation, schedule):
     params = optax.apply_updates(state.params, updates)
     metrics = {
       'loss': loss,
-      'grad_norm': optax.global_norm(grads),
+      'grad_norm': optax.tree.norm(grads),
       'learning_rate': schedule(state.step),
       **stats,
     }
@@ -51,21 +73,23 @@ def make_train_step(task, optimizer: optax.GradientTransformation, schedule):
       params=params,
       opt_state=opt_state,
       key=state.key,
-      carry=carry,
+      carry=sharding.constrain_rows(carry, mesh),
     )
     return new_state, metrics
 
   return jax.jit(train_step, donate_argnums=0)
 
 
-def make_eval_step(task):
+def make_eval_step(task, policy: Policy | None = None, mesh=None):
   """Builds ``eval_step(params, carry, batch) -> (stats, carry)``, jitted.
 
   No dropout, no gradient; ``stats`` are the task's summed statistics.
   """
 
   def eval_step(params, carry, batch):
-    _, (stats, carry) = task.loss(params, batch, carry, None, False)
-    return stats, carry
+    _, (stats, carry) = _compute_loss(
+      task, policy, params, batch, carry, None, False
+    )
+    return stats, sharding.constrain_rows(carry, mesh)
 
   return jax.jit(eval_step)

@@ -1,0 +1,197 @@
+"""Tests for the jlstm command line: errors are one line with exit code 2."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jlstm import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHARLM = os.path.join(ROOT, 'configs', 'charlm.py')
+
+
+def _main(capsys, *argv):
+  code = cli.main(list(argv))
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def _assert_one_line_error(code, err, pattern):
+  assert code == 2
+  lines = err.strip().splitlines()
+  assert len(lines) == 1, err
+  assert 'Traceback' not in err
+  assert pattern in lines[0], lines[0]
+
+
+def test_cli_unknown_key_is_one_line_exit_2(capsys, tmp_path):
+  """A misspelt config key fails before any work, naming the key."""
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    '--config.model.hiden_size=8',
+  )
+  _assert_one_line_error(code, err, 'unknown config key: model.hiden_size')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_cli_wrong_type_is_one_line_exit_2(capsys, tmp_path):
+  """A value that does not parse as the key's type names key and value."""
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    '--config.batch_size',
+    'many',
+  )
+  _assert_one_line_error(code, err, "--config.batch_size expects an int")
+
+
+def test_cli_bad_value_is_one_line_exit_2(capsys, tmp_path):
+  """A value of the right type but out of range is refused too."""
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    '--config.optimizer.name=adagrad',
+  )
+  _assert_one_line_error(code, err, 'optimizer.name must be one of')
+
+
+def test_cli_missing_data_file_is_one_line_exit_2(capsys, tmp_path):
+  """A data.path that does not exist is reported with its path."""
+  missing = tmp_path / 'missing.txt'
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    f'--config.data.path={missing}',
+  )
+  _assert_one_line_error(code, err, f'data file not found: {missing}')
+
+
+def test_cli_empty_data_file_is_one_line_exit_2(capsys, tmp_path):
+  """An empty data file is refused before training starts."""
+  empty = tmp_path / 'empty.txt'
+  empty.write_text('')
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    f'--config.data.path={empty}',
+  )
+  _assert_one_line_error(code, err, f'data file is empty: {empty}')
+
+
+def test_cli_usage_errors_are_one_line(capsys, tmp_path):
+  """Missing options, stray arguments and missing files: one line, code 2."""
+  code, _, err = _main(capsys, 'train', '--workdir', str(tmp_path))
+  _assert_one_line_error(code, err, '--config')
+  code, _, err = _main(
+    capsys, 'train', '--config', str(tmp_path / 'nope.py'), '--workdir', 'x'
+  )
+  _assert_one_line_error(code, err, 'config file not found')
+  code, _, err = _main(
+    capsys, 'train', '--config', CHARLM, '--workdir', 'x', '--lr=3'
+  )
+  _assert_one_line_error(code, err, 'unrecognized argument: --lr=3')
+  code, _, err = _main(capsys, 'eval', '--workdir', str(tmp_path))
+  _assert_one_line_error(code, err, 'no run in')
+  code, _, err = _main(capsys, 'fly')
+  _assert_one_line_error(code, err, 'invalid choice')
+
+
+def test_cli_python_m_reports_error_without_traceback(tmp_path):
+  """``python -m jlstm`` behaves as the command: stderr line, exit 2."""
+  proc = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'jlstm',
+      'train',
+      '--config',
+      CHARLM,
+      '--workdir',
+      str(tmp_path / 'run'),
+      '--config.seq_len=1.5',
+    ],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    timeout=120,
+  )
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+    "jlstm train: error: --config.seq_len expects an int; got '1.5'"
+  ]
+  assert proc.stdout == ''
+
+
+@pytest.mark.slow
+def test_cli_train_eval_sample_round_trip(capsys, tmp_path):
+  """train, rerun (resume, nothing left to do), eval and sample via main()."""
+  corpus = tmp_path / 'corpus.txt'
+  corpus.write_text('abcab cabca bcabc\n' * 60)
+  workdir = str(tmp_path / 'run')
+  args = [
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    workdir,
+    f'--config.data.path={corpus}',
+    '--config.num_train_steps=6',
+    '--config.batch_size=4',
+    '--config.seq_len=8',
+    '--config.eval_every=3',
+    '--config.checkpoint_every=3',
+    '--config.model.hidden_size=8',
+    '--config.model.num_layers=1',
+    '--config.sample.length=0',
+    '--quiet',
+  ]
+  code, out, err = _main(capsys, *args)
+  assert code == 0, err
+  code, out, err = _main(capsys, *args)
+  assert code == 0, err
+
+  code, out, err = _main(capsys, 'eval', '--workdir', workdir)
+  assert code == 0, err
+  lines = out.strip().splitlines()
+  assert lines[0].startswith('best checkpoint, step ')
+  assert lines[1].startswith('val: loss ') and 'bpc' in lines[1]
+  assert lines[2] == 'test: no split'
+
+  code, out, err = _main(
+    capsys,
+    'sample',
+    '--workdir',
+    workdir,
+    '--prompt',
+    'ab',
+    '--length',
+    '12',
+    '--temperature',
+    '0',
+  )
+  assert code == 0, err
+  # The prompt, 12 sampled characters, and print's line end.
+  assert out.startswith('ab') and len(out) == 2 + 12 + 1
