@@ -438,6 +438,10 @@ def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
   hidden = params.w_h.shape[0]
   p = plan(time, batch, params.w_x.shape[0], hidden, unroll=unroll, remat=remat)
 
+  # The state may hold more batch dims than xs: right-align those of xs
+  # first, or broadcasting would pair the time axis with a batch axis.
+  missing = len(batch_shape) - (xs.ndim - 2)
+  xs = xs.reshape(xs.shape[:1] + (1,) * missing + xs.shape[1:])
   xs = jnp.broadcast_to(xs, (time, *batch_shape, xs.shape[-1]))
   flat_xs = xs.reshape(time, batch, xs.shape[-1])
   h0 = state.h.reshape(batch, hidden)

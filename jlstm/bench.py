@@ -229,6 +229,7 @@ def _build_equinox(case: Case) -> Row:
 
 def _build_flax(case: Case) -> Row:
   import flax.linen as nn
+  import jax
 
   key, xs, dtype = _jax_inputs(case)
 
@@ -236,14 +237,14 @@ def _build_flax(case: Case) -> Row:
     @nn.compact
     def __call__(self, xs):
       for _ in range(case.layers):
-        cell = nn.OptimizedLSTMCell(
-          case.hidden_size, dtype=dtype, param_dtype=dtype
-        )
+        cell = nn.OptimizedLSTMCell(case.hidden_size, dtype=dtype)
         xs = nn.RNN(cell, time_major=True)(xs)
       return xs
 
   model = Stack()
-  params = model.init(key, xs)
+  # Flax's orthogonal initialiser has no bfloat16, so the parameters are
+  # drawn in float32 and cast.
+  params = jax.tree.map(lambda a: a.astype(dtype), model.init(key, xs))
   return _jax_row(model.apply, params, xs)
 
 

@@ -16,12 +16,13 @@ import numpy as np
 #: Gate letters in the order the equations below use them.
 GATES = ('i', 'f', 'g', 'o')
 
-#: Gate pre-activations of the probe: distinct, so no permutation is
-#: invisible (checked by :func:`probe_margin`).
-PROBE = {'i': 0.35, 'f': -1.25, 'g': 0.9, 'o': 1.6}
+#: Gate pre-activations of the probe, chosen (by a grid search) so that
+#: every permutation moves the state by more than 0.3 (checked by
+#: :func:`probe_margin`).
+PROBE = {'i': 2.0, 'f': 1.0, 'g': -1.25, 'o': -0.5}
 
 #: Previous cell state of the probe; non-zero so the forget gate matters.
-PROBE_C0 = 0.7
+PROBE_C0 = 1.5
 
 #: Float32 parity tolerance against peer libraries (absolute and relative,
 #: on outputs, states and gradients): float32 rounding of a few dozen
@@ -65,7 +66,12 @@ def assert_probe_state(h, c, what):
 
 
 def assert_close(actual, expected, what):
-  """Float32 parity: within :data:`TOL`, absolute or relative."""
+  """Float32 parity: within :data:`TOL`, absolute or relative.
+
+  Prints the largest absolute difference (shown by ``pytest -rP``), so the
+  deviation from each peer can be read off a passing run.
+  """
+  print(f'{what}: max |diff| = {max_abs_diff(actual, expected):.2e}')
   np.testing.assert_allclose(
     np.asarray(actual, np.float64),
     np.asarray(expected, np.float64),

@@ -1,8 +1,10 @@
 """Tests for jlstm.train: steps, schedules, runs, resume, eval and sampling."""
 
+import collections
 import json
 import math
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -48,10 +50,10 @@ def tiny_lm_config(tmp_path, **overrides):
   config.log_every = 2
   config.eval_every = 6
   config.checkpoint_every = 4
-  config.learning_rate = 1e-2
+  config.learning_rate = 3e-2
   config.schedule.warmup_steps = 2
   config.model.hidden_size = 16
-  config.model.num_layers = 2
+  config.model.num_layers = 1
   config.model.embed_size = 8
   config.sample.length = 0
   for key, value in overrides.items():
@@ -84,7 +86,7 @@ def test_train_step_changes_every_parameter(tmp_path):
   after = jax.device_get(state)
   paths = jax.tree_util.tree_leaves_with_path(before.params)
   new_leaves = jax.tree.leaves(after.params)
-  assert len(paths) == len(new_leaves) >= 8
+  assert len(paths) == len(new_leaves) >= 6
   for (path, old), new in zip(paths, new_leaves, strict=True):
     assert not np.array_equal(old, new), jax.tree_util.keystr(path)
   for old, new in zip(
@@ -122,10 +124,14 @@ def test_train_short_run_lowers_loss_and_fills_workdir(tmp_path):
   train_records = [r for r in records if r['split'] == 'train']
   val_records = [r for r in records if r['split'] == 'val']
   assert [r['step'] for r in val_records] == [20, 40, 60]
-  # Uniform guessing over the vocabulary scores log2(V) bits per char.
+  # Uniform guessing over the vocabulary scores log2(V) bits per char; the
+  # characters' own frequencies, their unigram entropy.
   vocab = json.loads((workdir / 'tokenizer.json').read_text())['tokens']
   assert train_records[0]['bpc'] > 0.8 * math.log2(len(vocab))
-  assert val_records[-1]['bpc'] < 0.7 * train_records[0]['bpc']
+  text = pathlib.Path(config.data.path).read_text(encoding='utf-8')
+  counts = np.array(list(collections.Counter(text).values()), np.float64)
+  unigram = -np.sum(counts / counts.sum() * np.log2(counts / counts.sum()))
+  assert val_records[-1]['bpc'] < 0.5 * unigram
   assert result['bpc'] == val_records[-1]['bpc']
   for key in (
     'loss',

@@ -125,17 +125,14 @@ def shard_rows(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, NamedSharding(mesh, P(DATA_AXIS)))
 
 
-def constrain_rows(tree: Any, mesh: Mesh | None) -> Any:
-  """Inside jit: keeps the [B, ...] arrays of ``tree`` split by rows.
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  """The sharding of parameters, optimizer state and metrics: whole."""
+  return NamedSharding(mesh, P())
 
-  Without it XLA may return the carried state replicated, and the next
-  call, seeing a different input sharding, would compile again.
-  """
-  if mesh is None or tree is None:
-    return tree
-  return jax.lax.with_sharding_constraint(
-    tree, NamedSharding(mesh, P(DATA_AXIS))
-  )
+
+def rows_sharding(mesh: Mesh) -> NamedSharding:
+  """The sharding of the carried state's [B, ...] arrays: split by rows."""
+  return NamedSharding(mesh, P(DATA_AXIS))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:

@@ -73,11 +73,27 @@ def make_train_step(
       params=params,
       opt_state=opt_state,
       key=state.key,
-      carry=sharding.constrain_rows(carry, mesh),
+      carry=carry,
     )
     return new_state, metrics
 
-  return jax.jit(train_step, donate_argnums=0)
+  if mesh is None:
+    return jax.jit(train_step, donate_argnums=0)
+  # Pin the output shardings to the input's: XLA may otherwise return the
+  # carried state replicated, and the next call would compile again.
+  rep = sharding.replicated_sharding(mesh)
+  return jax.jit(
+    train_step,
+    donate_argnums=0,
+    out_shardings=(_state_sharding(task, mesh), rep),
+  )
+
+
+def _state_sharding(task, mesh) -> TrainState:
+  """Output shardings of a train state: replicated, carry split by rows."""
+  rep = sharding.replicated_sharding(mesh)
+  rows = sharding.rows_sharding(mesh) if task.carries_state else None
+  return TrainState(step=rep, params=rep, opt_state=rep, key=rep, carry=rows)
 
 
 def make_eval_step(task, policy: Policy | None = None, mesh=None):
@@ -90,6 +106,11 @@ def make_eval_step(task, policy: Policy | None = None, mesh=None):
     _, (stats, carry) = _compute_loss(
       task, policy, params, batch, carry, None, False
     )
-    return stats, sharding.constrain_rows(carry, mesh)
+    return stats, carry
 
-  return jax.jit(eval_step)
+  if mesh is None:
+    return jax.jit(eval_step)
+  rows = sharding.rows_sharding(mesh) if task.carries_state else None
+  return jax.jit(
+    eval_step, out_shardings=(sharding.replicated_sharding(mesh), rows)
+  )
