@@ -43,7 +43,9 @@ def _build_parser() -> _Parser:
     description='Train, evaluate and sample jlstm models.',
   )
   commands = parser.add_subparsers(
-    dest='command', required=True, metavar='{train,eval,sample,bench}',
+    dest='command',
+    required=True,
+    metavar='{train,eval,sample,bench}',
     parser_class=_Parser,
   )
 
@@ -129,8 +131,9 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     train.train_and_evaluate(config, args.workdir, verbose=not args.quiet)
     return 0
   if extra:
-    raise UsageError(f'{PROG} {args.command}: unrecognized arguments: '
-                     + ' '.join(extra))
+    raise UsageError(
+      f'{PROG} {args.command}: unrecognized arguments: ' + ' '.join(extra)
+    )
   if args.command == 'eval':
     result = train.evaluate_workdir(args.workdir, kind=args.checkpoint)
     print(f'{result["checkpoint"]} checkpoint, step {result["step"]}')

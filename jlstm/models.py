@@ -5,8 +5,8 @@ pytree that :meth:`SequenceModel.init` draws and :meth:`SequenceModel.apply`
 reads::
 
   params = {
-    'embed': [V, E],                  # token inputs with embed_size > 0
-    'lstm': params[layer][direction], # see jlstm.init_stack
+    'embed': [V, E],  # token inputs with embed_size > 0
+    'lstm': params[layer][direction],  # see jlstm.init_stack
     'head': {'w': [D * H, O], 'b': [O]},
   }
 

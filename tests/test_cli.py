@@ -53,7 +53,7 @@ def test_cli_wrong_type_is_one_line_exit_2(capsys, tmp_path):
     '--config.batch_size',
     'many',
   )
-  _assert_one_line_error(code, err, "--config.batch_size expects an int")
+  _assert_one_line_error(code, err, '--config.batch_size expects an int')
 
 
 def test_cli_bad_value_is_one_line_exit_2(capsys, tmp_path):

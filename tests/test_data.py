@@ -154,8 +154,10 @@ def test_eval_batches_score_every_token_once():
   pairs = []
   for batch in batches:
     mask = batch['weights'] > 0
-    pairs += list(zip(batch['inputs'][mask], batch['targets'][mask]))
-  want = list(zip(ids[:-1], ids[1:]))
+    pairs += list(
+      zip(batch['inputs'][mask], batch['targets'][mask], strict=True)
+    )
+  want = list(zip(ids[:-1], ids[1:], strict=True))
   assert sorted(pairs) == sorted(want)
   assert batches[0]['reset'].all()
   assert not any(b['reset'].any() for b in batches[1:])

@@ -113,9 +113,7 @@ def test_dropout_only_in_training():
   plain, _ = model.apply(params, tokens)
   again, _ = model.apply(params, tokens, key=jax.random.key(1))
   np.testing.assert_array_equal(plain, again)
-  dropped, _ = model.apply(
-    params, tokens, key=jax.random.key(1), training=True
-  )
+  dropped, _ = model.apply(params, tokens, key=jax.random.key(1), training=True)
   assert not np.allclose(dropped, plain)
 
 

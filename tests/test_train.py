@@ -77,13 +77,24 @@ def _built(config):
   return task, mesh, state, step
 
 
-def test_train_step_changes_every_parameter(tmp_path):
-  """One step moves every parameter array and the carried state."""
+@pytest.fixture(scope='module')
+def stepped(tmp_path_factory):
+  """A tiny LM's state before and after one step, and the step after 3."""
+  tmp_path = tmp_path_factory.mktemp('step')
   config = tiny_lm_config(tmp_path, **{'schedule.name': 'constant'})
   task, mesh, state, step = _built(config)
   before = jax.device_get(state)
   state, metrics = step(state, train.place_batch(next(task.train_stream), mesh))
   after = jax.device_get(state)
+  for _ in range(2):
+    batch = train.place_batch(next(task.train_stream), mesh)
+    state, _ = step(state, batch)
+  return before, after, jax.device_get(metrics), step
+
+
+def test_train_step_changes_every_parameter(stepped):
+  """One step moves every parameter array and the carried state."""
+  before, after, metrics, _ = stepped
   paths = jax.tree_util.tree_leaves_with_path(before.params)
   new_leaves = jax.tree.leaves(after.params)
   assert len(paths) == len(new_leaves) >= 6
@@ -97,18 +108,16 @@ def test_train_step_changes_every_parameter(tmp_path):
   assert math.isfinite(float(metrics['loss']))
 
 
-def test_train_step_compiles_once(tmp_path):
-  """The donated, jitted step is traced once, then reused."""
-  config = tiny_lm_config(tmp_path)
-  task, mesh, state, step = _built(config)
-  for _ in range(3):
-    batch = train.place_batch(next(task.train_stream), mesh)
-    state, _ = step(state, batch)
+def test_train_step_compiles_once(stepped):
+  """The donated, jitted step is traced once, then reused by later calls."""
+  *_, step = stepped
   assert step._cache_size() == 1
 
 
-def test_train_short_run_lowers_loss_and_fills_workdir(tmp_path):
-  """A short run learns the tiny corpus and leaves every artifact."""
+@pytest.fixture(scope='module')
+def short_run(tmp_path_factory):
+  """A 60-step run on the tiny corpus: (config, workdir, result)."""
+  tmp_path = tmp_path_factory.mktemp('short')
   workdir = tmp_path / 'run'
   config = tiny_lm_config(
     tmp_path,
@@ -116,10 +125,15 @@ def test_train_short_run_lowers_loss_and_fills_workdir(tmp_path):
     eval_every=20,
     checkpoint_every=30,
     log_every=5,
-    **{'sample.length': 20},
+    **{'sample.length': 20, 'data.test_fraction': 0.1},
   )
   result = train.train_and_evaluate(config, workdir, verbose=False)
+  return config, workdir, result
 
+
+def test_train_short_run_lowers_loss_and_fills_workdir(short_run):
+  """A short run learns the tiny corpus and leaves every artifact."""
+  config, workdir, result = short_run
   records = read_metrics(workdir / 'metrics.jsonl')
   train_records = [r for r in records if r['split'] == 'train']
   val_records = [r for r in records if r['split'] == 'val']
@@ -165,7 +179,7 @@ def _final_latest(workdir):
 
 def test_train_resume_equals_uninterrupted_run(tmp_path):
   """Stopped at step 5 and resumed, a run ends bit-identical to one that
-  never stopped (parameters, optimizer state, carry, key, metrics)."""
+  never stopped: parameters, optimizer state, carry, key, val losses."""
   config = tiny_lm_config(tmp_path, **{'model.dropout': 0.2})
   whole, parts = tmp_path / 'whole', tmp_path / 'parts'
   train.train_and_evaluate(config, whole, verbose=False)
@@ -179,13 +193,14 @@ def test_train_resume_equals_uninterrupted_run(tmp_path):
   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
     np.testing.assert_array_equal(a, b)
 
-  def losses(workdir):
+  def val_losses(workdir):
     return [
-      (r['step'], r['split'], r['loss'])
+      (r['step'], r['loss'])
       for r in read_metrics(workdir / 'metrics.jsonl')
+      if r['split'] == 'val'
     ]
 
-  assert losses(parts) == losses(whole)
+  assert val_losses(parts) == val_losses(whole)
 
 
 def test_schedules_match_formulas():
@@ -269,14 +284,10 @@ def test_optimizers_first_updates_match_hand_derivation():
   assert optax.tree.norm(updates) == pytest.approx(0.1, rel=1e-5)
 
 
-def test_eval_and_sample_from_workdir(tmp_path):
+def test_eval_and_sample_from_workdir(short_run):
   """eval scores val and test with the best checkpoint; greedy sampling is
   deterministic and has the asked length."""
-  workdir = tmp_path / 'run'
-  config = tiny_lm_config(
-    tmp_path, num_train_steps=8, eval_every=4, **{'data.test_fraction': 0.1}
-  )
-  train.train_and_evaluate(config, workdir, verbose=False)
+  _, workdir, _ = short_run
   result = train.evaluate_workdir(workdir)
   val_records = [
     r for r in read_metrics(workdir / 'metrics.jsonl') if r['split'] == 'val'

@@ -129,9 +129,7 @@ class TokenStream:
     return batch
 
 
-def eval_batches(
-  ids: np.ndarray, batch_size: int, seq_len: int
-) -> list[Batch]:
+def eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> list[Batch]:
   """Batches that score every token of ``ids`` once, in order.
 
   The N - 1 predictions are cut into ``batch_size`` contiguous streams of

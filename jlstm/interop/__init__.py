@@ -10,8 +10,10 @@ forget gate at run time: Haiku and TF1). States convert with
 Formats: PyTorch ``nn.LSTM`` / ``nn.LSTMCell`` (:mod:`.torch`), Keras 3
 ``LSTM`` (:mod:`.keras`), Flax linen and NNX LSTM cells (:mod:`.flax`),
 Haiku ``hk.LSTM`` (:mod:`.haiku`), TF1 ``BasicLSTMCell`` / ``LSTMCell``
-(:mod:`.tf1`) and the TF1 notebook's twelve variables (:mod:`.seed`). None
-of these frameworks is needed to convert, only to run the result.
+(:mod:`.tf1`) and the TF1 notebook's twelve variables (:mod:`.seed`).
+Converting imports none of these frameworks, except ``to_torch`` building
+torch tensors (``as_numpy=True`` avoids it) and ``to_haiku_state``
+building Haiku's state type.
 """
 
 from jlstm.interop.flax import FLAX_LAYOUTS

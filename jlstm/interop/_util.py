@@ -32,7 +32,7 @@ def as_array(value: Any) -> jax.Array:
   if hasattr(value, 'get_value'):
     # Flax NNX variables; ``.value`` is deprecated there.
     return as_array(value.get_value())
-  if hasattr(value, 'value') and not isinstance(value, np.generic):
+  if hasattr(value, 'value'):
     # Keras variables and older NNX variables.
     return as_array(value.value)
   return jnp.asarray(value)
@@ -46,6 +46,18 @@ def _torch_to_jax(tensor: Any) -> jax.Array:
     # NumPy has no bfloat16; go through float32, which holds it exactly.
     return jnp.asarray(tensor.float().numpy(), jnp.bfloat16)
   return jnp.asarray(tensor.numpy())
+
+
+def pair(value: Any, name: str, layout: str) -> tuple[jax.Array, jax.Array]:
+  """Unpacks a two-array state such as ``(c, h)``, converting each array."""
+  if isinstance(value, Mapping) or not hasattr(value, '__len__'):
+    raise TypeError(
+      f'{name} must be a pair {layout}; got {type(value).__name__}'
+    )
+  if len(value) != 2:
+    raise ValueError(f'{name} must be a pair {layout}; got {len(value)} items')
+  first, second = value
+  return as_array(first), as_array(second)
 
 
 def lookup(mapping: Mapping, key: str, what: str) -> Any:
@@ -109,16 +121,17 @@ def reorder_gates(
   return jnp.concatenate([blocks[gate] for gate in target], axis=-1)
 
 
-def shift_forget(b: jax.Array, delta: float, order=GATE_ORDER) -> jax.Array:
-  """Adds ``delta`` to the forget block of ``b`` [4H] laid out in ``order``.
+def shift_forget(b: jax.Array, delta: float) -> jax.Array:
+  """Adds ``delta`` to the forget block of ``b`` [4H] in :data:`GATE_ORDER`.
 
-  The sum is taken in float64 and rounded once to ``b``'s dtype, so a
-  shift and its inverse lose at most one rounding.
+  Concrete values are summed in float64 and rounded once to ``b``'s dtype,
+  so a shift and its inverse differ from the identity by at most one
+  rounding at the scale of max(|b|, |delta|).
   """
   if delta == 0.0:
     return b
   hidden = b.shape[-1] // 4
-  k = list(order).index('f')
+  k = GATE_ORDER.index('f')
   offset = np.zeros(b.shape[-1], np.float64)
   offset[k * hidden : (k + 1) * hidden] = delta
   if isinstance(b, jax.core.Tracer):
@@ -155,29 +168,28 @@ def check_cell(
   if not isinstance(params, LSTMParams):
     raise TypeError(f'{name} must be LSTMParams; got {type(params).__name__}')
   for field, what in _VARIANT_NAMES.items():
-    if getattr(params, field, None) is not None and field not in variants:
+    if getattr(params, field) is not None and field not in variants:
       raise ValueError(
         f'{target} has no {what}; {name}.{field} must be None to export'
       )
   w_x, w_h, b = (jnp.asarray(a) for a in (params.w_x, params.w_h, params.b))
   check_matrix(f'{name}.w_x', w_x, '[I, 4H]')
-  check_matrix(f'{name}.w_h', w_h, '[H, 4H]')
+  check_matrix(f'{name}.w_h', w_h, '[H_out, 4H]')
   gates = w_h.shape[1]
   if gates % 4:
     raise ValueError(
-      f'{name}.w_h must be [H, 4H]; got shape {tuple(w_h.shape)}'
+      f'{name}.w_h must be [H_out, 4H]; got shape {tuple(w_h.shape)}'
     )
   hidden = gates // 4
   out = hidden
-  w_proj = getattr(params, 'w_proj', None)
-  if w_proj is not None:
-    check_matrix(f'{name}.w_proj', jnp.asarray(w_proj), '[H, P]')
+  if params.w_proj is not None:
+    w_proj = jnp.asarray(params.w_proj)
+    check_matrix(f'{name}.w_proj', w_proj, '[H, P]')
     check_shape(f'{name}.w_proj', w_proj, (hidden, w_proj.shape[1]))
     out = w_proj.shape[1]
   check_shape(f'{name}.w_h', w_h, (out, gates))
   check_shape(f'{name}.w_x', w_x, (w_x.shape[0], gates))
   check_shape(f'{name}.b', b, (gates,))
-  w_peep = getattr(params, 'w_peep', None)
-  if w_peep is not None:
-    check_shape(f'{name}.w_peep', w_peep, (3, hidden))
-  return w_x.shape[0], hidden, None if w_proj is None else out
+  if params.w_peep is not None:
+    check_shape(f'{name}.w_peep', jnp.asarray(params.w_peep), (3, hidden))
+  return w_x.shape[0], hidden, None if params.w_proj is None else out

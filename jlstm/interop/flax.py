@@ -226,9 +226,7 @@ def from_flax_carry(carry: Any) -> LSTMState:
     >>> float(state.c[0]), float(state.h[0])
     (1.0, 0.0)
   """
-  if len(carry) != 2:
-    raise ValueError(f'carry must be (c, h); got {len(carry)} items')
-  c, h = (_util.as_array(a) for a in carry)
+  c, h = _util.pair(carry, 'carry', '(c, h)')
   return LSTMState(h=h, c=c)
 
 

@@ -28,8 +28,8 @@ from jlstm.interop import _util
 _NAMES = ('kernel', 'recurrent_kernel', 'bias')
 
 
-def _check_layer(layer: Any) -> list[Any]:
-  """Reads the variables of a built Keras LSTM or LSTMCell layer."""
+def _check_layer(layer: Any) -> dict[str, Any]:
+  """Reads the variables of a built Keras LSTM or LSTMCell, by path."""
   cell = getattr(layer, 'cell', layer)
   if not hasattr(cell, 'recurrent_activation'):
     raise TypeError(
@@ -47,12 +47,11 @@ def _check_layer(layer: Any) -> list[Any]:
         f'jlstm runs the Keras LSTM with {option}={want!r}; this layer has '
         f'{option}={got!r}'
       )
-  variables = list(layer.weights)
-  if not variables:
+  if not layer.weights:
     raise ValueError(
       'the Keras layer is not built; call it once (or layer.build) first'
     )
-  return [v.value for v in variables]
+  return {v.path: v.value for v in layer.weights}
 
 
 def from_keras(weights: Any) -> LSTMParams:
@@ -169,9 +168,7 @@ def from_keras_state(states: Sequence[Any]) -> LSTMState:
     >>> float(jlstm.interop.from_keras_state([h, c]).c[0, 0])
     1.0
   """
-  if len(states) != 2:
-    raise ValueError(f'states must be [h, c]; got {len(states)} arrays')
-  h, c = (_util.as_array(s) for s in states)
+  h, c = _util.pair(states, 'states', '[h, c]')
   return LSTMState(h=h, c=c)
 
 

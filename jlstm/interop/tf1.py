@@ -230,9 +230,7 @@ def from_tf1_state(state: Any) -> LSTMState:
     >>> float(s.c[0]), float(s.h[0])
     (1.0, 0.0)
   """
-  if len(state) != 2:
-    raise ValueError(f'state must be (c, h); got {len(state)} items')
-  c, h = (_util.as_array(a) for a in state)
+  c, h = _util.pair(state, 'state', '(c, h)')
   return LSTMState(h=h, c=c)
 
 

@@ -67,38 +67,50 @@ def _strip(state_dict: Any, prefix: str) -> dict[str, Any]:
   return found
 
 
+def _getter(sd: dict[str, Any], prefix: str):
+  """Returns ``get(key)``: the array under ``key``, or a KeyError naming it."""
+  what = f'state_dict (prefix={prefix!r})'
+  return lambda key: _util.as_array(_util.lookup(sd, key, what))
+
+
+def _check_recurrent(name: str, weight_hh: jax.Array, has_proj: bool) -> int:
+  """Checks ``weight_hh`` [4H, H] (or [4H, P]); returns 4H."""
+  _util.check_matrix(name, weight_hh, '[4H, H_out]')
+  gates, cols = weight_hh.shape
+  if gates % 4 or (not has_proj and gates != 4 * cols):
+    raise ValueError(
+      f'{name} must be [4H, {"P" if has_proj else "H"}]; got shape '
+      f'{tuple(weight_hh.shape)} (an nn.GRU or nn.RNN has 3H or H rows)'
+    )
+  return gates
+
+
+def _bias(sd, name, prefix, gates, dtype, *, has_bias):
+  """``bias_ih + bias_hh`` of one cell, or zeros for ``bias=False``."""
+  if not has_bias:
+    return jnp.zeros((gates,), dtype)
+  get = _getter(sd, prefix)
+  bias_ih, bias_hh = get('bias_ih' + name), get('bias_hh' + name)
+  _util.check_shape(f'{prefix}bias_ih{name}', bias_ih, (gates,))
+  _util.check_shape(f'{prefix}bias_hh{name}', bias_hh, (gates,))
+  return bias_ih + bias_hh
+
+
 def _from_cell(sd: dict[str, Any], prefix: str) -> LSTMParams:
   _util.check_unexpected(
     sd, _CELL_KEYS, 'state_dict', 'nn.LSTMCell has ' + ', '.join(_CELL_KEYS)
   )
-  get = lambda key: _util.as_array(
-    _util.lookup(sd, key, f'state_dict (prefix={prefix!r})')
-  )
+  get = _getter(sd, prefix)
   weight_ih, weight_hh = get('weight_ih'), get('weight_hh')
-  _util.check_matrix(prefix + 'weight_hh', weight_hh, '[4H, H]')
-  gates = weight_hh.shape[0]
-  hidden = gates // 4
-  _util.check_shape(prefix + 'weight_hh', weight_hh, (4 * hidden, hidden))
+  gates = _check_recurrent(prefix + 'weight_hh', weight_hh, has_proj=False)
   _util.check_matrix(prefix + 'weight_ih', weight_ih, '[4H, I]')
   _util.check_shape(
     prefix + 'weight_ih', weight_ih, (gates, weight_ih.shape[1])
   )
-  b = _bias(sd, '', prefix, gates, weight_hh.dtype, has_bias='bias_ih' in sd)
+  # Either bias alone is a damaged dict; _bias then names the missing one.
+  has_bias = 'bias_ih' in sd or 'bias_hh' in sd
+  b = _bias(sd, '', prefix, gates, weight_hh.dtype, has_bias=has_bias)
   return LSTMParams(w_x=weight_ih.T, w_h=weight_hh.T, b=b)
-
-
-def _bias(sd, suffix, prefix, gates, dtype, *, has_bias):
-  if not has_bias:
-    if f'bias_hh{suffix}' in sd:
-      _util.lookup(sd, f'bias_ih{suffix}', f'state_dict (prefix={prefix!r})')
-    return jnp.zeros((gates,), dtype)
-  get = lambda key: _util.as_array(
-    _util.lookup(sd, key, f'state_dict (prefix={prefix!r})')
-  )
-  bias_ih, bias_hh = get(f'bias_ih{suffix}'), get(f'bias_hh{suffix}')
-  _util.check_shape(f'{prefix}bias_ih{suffix}', bias_ih, (gates,))
-  _util.check_shape(f'{prefix}bias_hh{suffix}', bias_hh, (gates,))
-  return bias_ih + bias_hh
 
 
 def _from_stack(sd: dict[str, Any], prefix: str):
@@ -129,20 +141,12 @@ def _from_stack(sd: dict[str, Any], prefix: str):
         f'state_dict has {prefix + stray[0]!r} but no {prefix + stem}l0 '
         f'keys: nn.LSTM sets {option} for every layer'
       )
-  what = f'state_dict (prefix={prefix!r})'
-  get = lambda key: _util.as_array(_util.lookup(sd, key, what))
+  get = _getter(sd, prefix)
 
   weight_hh = get('weight_hh_l0')
-  _util.check_matrix(prefix + 'weight_hh_l0', weight_hh, '[4H, H_out]')
-  gates = weight_hh.shape[0]
-  if gates % 4:
-    raise ValueError(
-      f'{prefix}weight_hh_l0 must be [4H, H_out]; got shape '
-      f'{tuple(weight_hh.shape)}, whose first dim is not a multiple of 4 '
-      '(is this an nn.GRU or nn.RNN?)'
-    )
+  gates = _check_recurrent(prefix + 'weight_hh_l0', weight_hh, has_proj)
   hidden = gates // 4
-  out = weight_hh.shape[1] if has_proj else hidden
+  out = weight_hh.shape[1]
 
   params = []
   for layer in range(num_layers):
@@ -268,9 +272,10 @@ def to_torch(
     laid out as in the module docstring.
 
   Raises:
-    ValueError: a non-zero bias with ``bias=False``; a projection in a
-      cell (``nn.LSTMCell`` has none); layers whose sizes differ or do not
-      chain as in ``nn.LSTM``. TypeError: not LSTMParams.
+    ValueError: a non-zero bias with ``bias=False``; peepholes or layer
+      norm (PyTorch has neither); a projection in a cell (``nn.LSTMCell``
+      has none); layers whose sizes differ or do not chain as in
+      ``nn.LSTM``. TypeError: not LSTMParams.
 
   Example:
     >>> import jax, torch, jlstm
@@ -329,7 +334,8 @@ def from_torch_state(
     cell.
 
   Raises:
-    ValueError: ``hx`` is not a pair, or its shapes do not agree.
+    TypeError or ValueError: ``hx`` is not a pair ``(h, c)``, or their
+      shapes do not agree.
 
   Example:
     >>> import torch, jlstm
@@ -338,11 +344,11 @@ def from_torch_state(
     >>> len(states), len(states[0]), states[1][1].c.shape
     (2, 2, (2, 5))
   """
-  h, c = _pair(hx, 'hx', '(h, c)')
+  h, c = _util.pair(hx, 'hx', '(h, c)')
   if cell:
     return LSTMState(h=h, c=c)
   directions = 2 if bidirectional else 1
-  if h.ndim < 2 or h.shape[0] != c.shape[0] or h.shape[:-1] != c.shape[:-1]:
+  if h.ndim < 2 or h.shape[:-1] != c.shape[:-1]:
     raise ValueError(
       'hx must be (h [D*L, ..., H_out], c [D*L, ..., H]) with the same '
       f'leading dims; got h {tuple(h.shape)} and c {tuple(c.shape)}'
@@ -391,13 +397,3 @@ def to_torch_state(states: Any, *, as_numpy: bool = False) -> tuple[Any, Any]:
   h = jnp.stack([jnp.asarray(s.h) for s in flat])
   c = jnp.stack([jnp.asarray(s.c) for s in flat])
   return _output(h, as_numpy), _output(c, as_numpy)
-
-
-def _pair(value: Any, name: str, layout: str) -> tuple[jax.Array, jax.Array]:
-  """Unpacks a two-array state, converting each array."""
-  if isinstance(value, Mapping) or not hasattr(value, '__len__'):
-    raise TypeError(f'{name} must be a pair {layout}; got {type(value)}')
-  if len(value) != 2:
-    raise ValueError(f'{name} must be a pair {layout}; got {len(value)} items')
-  first, second = value
-  return _util.as_array(first), _util.as_array(second)

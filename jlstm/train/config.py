@@ -154,9 +154,7 @@ def apply_override(
     node = node[part]
   if not leaf or leaf not in node:
     known = ', '.join(sorted(node.keys()))
-    raise ConfigError(
-      f'unknown config key: {key} (known keys here: {known})'
-    )
+    raise ConfigError(f'unknown config key: {key} (known keys here: {known})')
   if isinstance(node[leaf], ml_collections.ConfigDict):
     raise ConfigError(
       f'config key {key} is a group; set one of its keys instead'

@@ -184,9 +184,7 @@ def train_and_evaluate(
   if main:
     _write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config))
   if main and task.tokenizer is not None:
-    _write_json(
-      os.path.join(workdir, TOKENIZER_FILE), task.tokenizer.to_json()
-    )
+    _write_json(os.path.join(workdir, TOKENIZER_FILE), task.tokenizer.to_json())
 
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
   writer = MetricsWriter(os.path.join(workdir, METRICS_FILE))
@@ -413,9 +411,7 @@ def evaluate_workdir(
   """
   config, task, state, step = load_run(workdir, kind)
   mesh = sharding.make_mesh()
-  eval_step = make_eval_step(
-    task, precision.policy_from_config(config), mesh
-  )
+  eval_step = make_eval_step(task, precision.policy_from_config(config), mesh)
   result: dict[str, Any] = {'step': step, 'checkpoint': kind}
   for split in ('val', 'test'):
     result[split] = _evaluate(task, eval_step, state.params, split, mesh)

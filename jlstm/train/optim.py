@@ -100,19 +100,25 @@ def make_optimizer(
   name = opt.name
   if name == 'adam':
     tx = optax.adam(
-      schedule, b1=opt.get('b1', 0.9), b2=opt.get('b2', 0.999),
+      schedule,
+      b1=opt.get('b1', 0.9),
+      b2=opt.get('b2', 0.999),
       eps=opt.get('eps', 1e-8),
     )
   elif name == 'adamw':
     tx = optax.adamw(
-      schedule, b1=opt.get('b1', 0.9), b2=opt.get('b2', 0.999),
-      eps=opt.get('eps', 1e-8), weight_decay=opt.get('weight_decay', 0.0),
+      schedule,
+      b1=opt.get('b1', 0.9),
+      b2=opt.get('b2', 0.999),
+      eps=opt.get('eps', 1e-8),
+      weight_decay=opt.get('weight_decay', 0.0),
     )
   elif name == 'sgd':
     tx = optax.sgd(schedule)
   elif name == 'momentum':
     tx = optax.sgd(
-      schedule, momentum=opt.get('momentum', 0.9),
+      schedule,
+      momentum=opt.get('momentum', 0.9),
       nesterov=bool(opt.get('nesterov', False)),
     )
   else:

@@ -32,7 +32,10 @@ class TrainState(NamedTuple):
 
 
 def create_train_state(
-  task, optimizer: optax.GradientTransformation, seed: int, batch_size: int,
+  task,
+  optimizer: optax.GradientTransformation,
+  seed: int,
+  batch_size: int,
   mesh,
 ) -> TrainState:
   """The state at step 0, placed on the mesh.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import optax
 
-from jlstm.train.precision import Policy
 from jlstm.train import sharding
+from jlstm.train.precision import Policy
 from jlstm.train.state import TrainState
 
 
@@ -55,12 +55,10 @@ def make_train_step(
     def loss_fn(params):
       return _compute_loss(task, policy, params, batch, state.carry, key, True)
 
-    (loss, (stats, carry)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True
-    )(state.params)
-    updates, opt_state = optimizer.update(
-      grads, state.opt_state, state.params
+    (loss, (stats, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
     )
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {
       'loss': loss,

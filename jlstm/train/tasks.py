@@ -61,7 +61,9 @@ def build_model(
   )
   if config.task == 'lm':
     return models.language_model(
-      vocab_size, m.hidden_size, embed_size=int(m.get('embed_size', 0)),
+      vocab_size,
+      m.hidden_size,
+      embed_size=int(m.get('embed_size', 0)),
       **common,
     )
   if config.task == 'adding':

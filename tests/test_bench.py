@@ -1,0 +1,133 @@
+"""Tests of the benchmark (jlstm/bench.py): a tiny run, so it cannot rot."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from jlstm import bench
+
+TINY = bench.QUICK_CASES['tiny']
+
+
+def test_bench_flops_match_hand_count():
+  """FLOPs of one and two layers equal the count worked out by hand."""
+  one = bench.Case('x', time=2, batch=3, input_size=5, hidden_size=7)
+  # Forward: 2 T B (I + H) 4H; backward adds 2 T B (I + 2H) 4H.
+  assert bench.flops(one, backward=False) == 2 * 2 * 3 * 12 * 28
+  assert bench.flops(one, backward=True) == 2 * 2 * 3 * (12 + 19) * 28
+  two = one._replace(layers=2)
+  # Layer 2 reads H = 7 features and also passes a gradient to layer 1.
+  layer2 = 2 * 2 * 3 * ((7 + 7) + (7 + 14) + 7) * 28
+  assert bench.flops(two, backward=True) == 2 * 2 * 3 * 31 * 28 + layer2
+
+
+@pytest.mark.parametrize('library', ['jlstm', 'jlstm (scan)'])
+@pytest.mark.parametrize('case', list(bench.QUICK_CASES))
+def test_bench_jlstm_rows_build_and_run(library, case):
+  """jlstm rows compile, run and report compile time and XLA memory."""
+  row = bench._build(library, bench.QUICK_CASES[case], 64)
+  row.forward()
+  row.backward()
+  assert row.info['compile_fwd_s'] > 0 and row.info['compile_fb_s'] > 0
+  assert row.info['temp_bytes'] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('library', ['torch', 'equinox', 'flax', 'haiku'])
+def test_bench_peer_rows_build_and_run(library):
+  """Every installed peer's rows run at toy size, stacks and bf16 too."""
+  if importlib.util.find_spec(library) is None:
+    pytest.skip(f'{library} is not installed')
+  for case in bench.QUICK_CASES.values():
+    row = bench._build(library, case, 64)
+    row.forward()
+    row.backward()
+
+
+def test_bench_jax_rnn_row_is_skipped_without_gpu():
+  """jax.experimental.rnn needs cuDNN, so on CPU the row is skipped."""
+  with pytest.raises(bench._Skip, match='GPU'):
+    bench._build('jax.experimental.rnn', TINY, 64)
+
+
+def _fake_results():
+  """Results with known medians: jlstm 5 ms, PyTorch 10 ms, flax skipped."""
+  rows = {
+    'jlstm': {
+      'fwd': [0.002, 0.003, 0.004],
+      'fb': [0.004, 0.005, 0.009],
+      'compile_fwd_s': 0.5,
+      'compile_fb_s': 1.25,
+      'temp_bytes': 12e6,
+      'rss_growth_bytes': 3e6,
+    },
+    'torch': {
+      'fwd': [0.003, 0.003, 0.003],
+      'fb': [0.010, 0.010, 0.011],
+      'rss_growth_bytes': 5e6,
+    },
+    'flax': {'skip': 'not installed (flax)'},
+  }
+  return {
+    'machine': {'processor': 'test CPU', 'cpus': 2, 'jax': '0'},
+    'rounds': 3,
+    'matmul_size': 1000,
+    # 2 * 1000**3 FLOP in 0.02 s: 100 GFLOP/s.
+    'matmul': {'matmul (XLA)': {'fwd': [0.02, 0.02, 0.03]}},
+    'cases': {'tiny': {'case': TINY._asdict(), 'rows': rows}},
+  }
+
+
+def test_bench_report_tables_hold_medians_ratios_and_notes():
+  """The markdown shows medians with ranges, ratios, rates and notes."""
+  text = bench.report(_fake_results())
+  assert '| jlstm | PyTorch nn.LSTM |' in text
+  assert '5.0 (4.0-9.0)' in text and '10.0 (10.0-11.0)' in text
+  ratio_table = text.split('## Forward + backward time / PyTorch')[1]
+  assert '| 0.50 | 1.00 |' in ratio_table.split('##')[0]
+  assert '0.50 / 1.25' in text
+  assert 'Matmul rate' in text and '100 GFLOP/s' in text
+  achieved = bench.flops(TINY, backward=True) / 0.005 / 1e9
+  assert f'{achieved:.0f} ({achieved / 100:.0%})' in text
+  assert '12 [3]' in text
+  assert 'flax: skipped, not installed (flax)' in text
+
+
+def test_bench_plot_writes_png(tmp_path):
+  """The bar chart is a PNG file."""
+  path = tmp_path / 'chart.png'
+  bench.plot(_fake_results(), str(path))
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_bench_main_bad_arguments_exit_2(capsys):
+  """Unknown shapes or libraries, or no rounds: one line, exit code 2."""
+  for argv in (
+    ['--shapes', 'huge'],
+    ['--libs', 'tensorflow'],
+    ['--rounds', '0'],
+    ['--rounds', 'many'],
+  ):
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('jlstm bench: error:')
+
+
+@pytest.mark.slow
+def test_bench_main_quick_run_writes_table_chart_and_json(tmp_path):
+  """A quick run in worker processes writes all three outputs."""
+  code = bench.main(
+    ['--quick', '--shapes', 'tiny', '--libs', 'jlstm,torch']
+    + ['--out', str(tmp_path)]
+  )
+  assert code == 0
+  results = json.loads((tmp_path / 'results.json').read_text())
+  row = results['cases']['tiny']['rows']['jlstm']
+  assert len(row['fwd']) >= 1 and len(row['fb']) >= 1
+  assert np.isfinite(row['compile_fb_s'])
+  assert results['matmul']['matmul (XLA)']['fwd']
+  table = (tmp_path / 'benchmark.md').read_text()
+  assert '| tiny (6, 4, 8, 16) |' in table
+  assert (tmp_path / 'benchmark.png').exists()
