@@ -80,6 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9  # momentum only
   config.optimizer.nesterov = False
   config.optimizer.grad_clip = 1.0  # global-norm clipping; 0 turns it off
+  # A step with a non-finite loss or gradient changes nothing; then
+  # 'stop' ends the run naming the step, 'skip' goes on and counts it.
+  config.on_nonfinite = 'stop'
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = 'warmup_cosine'  # 'constant', 'warmup_cosine', 'step'

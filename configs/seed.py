@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.grad_clip = 1.0
+  config.on_nonfinite = 'stop'  # or 'skip' (see configs/charlm.py)
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = 'warmup_cosine'

@@ -73,6 +73,8 @@ class Plan(NamedTuple):
   remat: bool = False
   chunk: int = 64
   recurrent_nt: bool = False
+  backward_nn: bool = False
+  one_tanh: bool = True
 
 
 def plan(
@@ -136,8 +138,12 @@ def _gate_scales(hidden_size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
   return scale.astype(dtype), (1.0 - scale).astype(dtype)
 
 
-def _activate(z: Array, hidden_size: int) -> Array:
+def _activate(z: Array, hidden_size: int, one_tanh: bool = True) -> Array:
   """[..., 4H] pre-activations to activated gates (i, f, g, o)."""
+  if not one_tanh:
+    i, f, g, o = _split(z, hidden_size)
+    sig = jax.nn.sigmoid
+    return jnp.concatenate([sig(i), sig(f), jnp.tanh(g), sig(o)], axis=-1)
   scale, shift = _gate_scales(hidden_size, z.dtype)
   return jnp.tanh(z * scale) * scale + shift
 
@@ -224,7 +230,7 @@ def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
   def step(carry, inputs):
     h, c = carry
     s, t = inputs
-    acts = _activate(project(s) + recurrent(h), hidden)
+    acts = _activate(project(s) + recurrent(h), hidden, p.one_tanh)
     h_new, c_new = _cell_from_gates(acts, c, hidden)
     keep = _valid(t, lengths)
     if keep is not None:
@@ -249,6 +255,11 @@ def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
   hidden = w_h.shape[0]
   acc = dh.dtype
   w_h = w_h.astype(acc)
+  if p.backward_nn:
+    w_ht = w_h.T
+    back = lambda dz: _dot(dz, w_ht, acc)
+  else:
+    back = lambda dz: _dot_nt(dz, w_h, acc)
   steps = t0 + jnp.arange(acts.shape[0])
 
   def step(carry, inputs):
@@ -262,9 +273,9 @@ def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
     if keep is not None:
       dz = jnp.where(keep, dz, jnp.zeros((), acc))
       dc_prev = jnp.where(keep, dc_prev, dc)
-      dh_prev = jnp.where(keep, _dot_nt(dz, w_h, acc), dh_in)
+      dh_prev = jnp.where(keep, back(dz), dh_in)
     else:
-      dh_prev = _dot_nt(dz, w_h, acc)
+      dh_prev = back(dz)
     return (dh_prev, dc_prev, c_prev), dz
 
   (dh, dc, _), dz = lax.scan(

@@ -461,6 +461,7 @@ class _Worker:
     except subprocess.TimeoutExpired:
       self.proc.kill()
       self.proc.wait()
+    self.proc.stdout.close()
     self.log.close()
 
 

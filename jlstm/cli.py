@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 PROG = 'jlstm'
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class UsageError(Exception):
@@ -180,11 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   Returns:
     The exit code: 0 on success, 2 for a bad command line, config or data
-    file (one line on stderr, no traceback), 130 when interrupted.
+    file (one line on stderr, no traceback), 1 when training diverges or
+    storage fails (one line too), 128 + the signal's number when SIGINT
+    (130) or SIGTERM (143) stopped training after a checkpoint.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   from jlstm.data import DataError
   from jlstm.train import ConfigError
+  from jlstm.train.faults import Diverged
+  from jlstm.train.signals import Interrupted
 
   try:
     if argv and argv[0] == 'bench':
@@ -199,6 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (ConfigError, DataError) as e:
     command = argv[0] if argv else ''
     print(f'{PROG} {command}: error: {_one_line(e)}', file=sys.stderr)
+  except (Diverged, OSError) as e:
+    # A full disk, a lost mount or a diverged run: the message says what
+    # happened and which checkpoint is intact; the stack adds nothing.
+    command = argv[0] if argv else ''
+    print(f'{PROG} {command}: error: {_one_line(e)}', file=sys.stderr)
+    return EXIT_FAILURE
+  except Interrupted as e:
+    print(f'{PROG}: {_one_line(e)}', file=sys.stderr)
+    return e.exit_code
   except KeyboardInterrupt:
     print(f'{PROG}: interrupted', file=sys.stderr)
     return 130

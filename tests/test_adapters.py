@@ -38,7 +38,7 @@ def flax_to_fused(cell_params):
 def random_flax_rnn(key, xs, hidden, **rnn_kwargs):
   """A Flax nn.RNN of OptimizedLSTMCell with a non-zero bias, and its params."""
   rnn = nn.RNN(nn.OptimizedLSTMCell(hidden), **rnn_kwargs)
-  variables = rnn.init(key, xs)
+  variables = jax.jit(rnn.init)(key, xs)
   # Flax initialises biases to zero; random ones test the bias mapping.
   variables = jax.tree.map(
     lambda a: a + 0.3 * jax.random.normal(jax.random.key(9), a.shape),
@@ -63,16 +63,16 @@ def test_linen_lstm_matches_flax_rnn(reverse, keep_order):
   carry0 = tuple(jax.random.normal(jax.random.key(k), (3, 6)) for k in (1, 2))
   kw = dict(return_carry=True, reverse=reverse, keep_order=keep_order)
   flax_rnn, flax_vars = random_flax_rnn(jax.random.key(3), xs, 6, **kw)
-  want_carry, want = flax_rnn.apply(
+  want_carry, want = jax.jit(flax_rnn.apply)(
     flax_vars, xs, initial_carry=carry0, seq_lengths=lengths
   )
 
   layer = jlinen.LSTM(6, **kw)
   ours = {'params': flax_to_fused(flax_vars['params']['cell'])}
   assert jax.tree.structure(ours) == jax.tree.structure(
-    layer.init(jax.random.key(0), xs)
+    jax.eval_shape(layer.init, jax.random.key(0), xs)
   )
-  got_carry, got = layer.apply(
+  got_carry, got = jax.jit(layer.apply)(
     ours, xs, initial_carry=carry0, seq_lengths=lengths
   )
   # nn.RNN leaves whatever the cell computes in the padding; jlstm writes
@@ -99,12 +99,12 @@ def test_linen_stacked_matches_flax_bidirectional_stack():
       return x
 
   flax_stack = FlaxStack()
-  variables = flax_stack.init(jax.random.key(1), xs, lengths)
+  variables = jax.jit(flax_stack.init)(jax.random.key(1), xs, lengths)
   variables = jax.tree.map(
     lambda a: a + 0.2 * jax.random.normal(jax.random.key(2), a.shape),
     variables,
   )
-  want = flax_stack.apply(variables, xs, lengths)
+  want = jax.jit(flax_stack.apply)(variables, xs, lengths)
 
   # Cells made inside the compact method belong to FlaxStack, numbered in
   # creation order: forward then backward, layer by layer.
@@ -116,7 +116,7 @@ def test_linen_stacked_matches_flax_bidirectional_stack():
     for d, suffix in enumerate(('fwd', 'bwd'))
   }
   model = jlinen.StackedLSTM(hidden, num_layers=2, bidirectional=True)
-  got = model.apply({'params': ours}, xs, seq_lengths=lengths)
+  got = jax.jit(model.apply)({'params': ours}, xs, seq_lengths=lengths)
   np.testing.assert_allclose(got, valid(want, lengths), **TOL)
 
 
@@ -192,7 +192,7 @@ def test_linen_regularisation_modes():
   """Rates need deterministic; True is exactly off, False draws 'dropout'."""
   xs = jax.random.normal(jax.random.key(0), (2, 5, 3))
   plain = jlinen.LSTM(4)
-  variables = plain.init(jax.random.key(1), xs)
+  variables = jax.jit(plain.init)(jax.random.key(1), xs)
   reg = jlinen.LSTM(
     4, input_dropout=0.3, recurrent_dropout=0.3, zoneout_cell=0.2
   )
@@ -211,31 +211,32 @@ def test_linen_regularisation_modes():
       training=False,
     )[1].swapaxes(0, 1),
   )
-  run = lambda k: reg.apply(
-    variables, xs, deterministic=False, rngs={'dropout': jax.random.key(k)}
+  run = jax.jit(
+    lambda k: reg.apply(
+      variables, xs, deterministic=False, rngs={'dropout': jax.random.key(k)}
+    )
   )
-  np.testing.assert_array_equal(run(2), run(2))
-  assert not np.allclose(run(2), run(3))
+  first = run(2)
+  np.testing.assert_array_equal(run(2), first)
+  assert not np.allclose(run(3), first)
 
 
 def test_nnx_regularisation_follows_eval_and_train():
   """nnx .eval() switches dropout off; .train() draws from the rngs."""
   xs = jax.random.normal(jax.random.key(0), (2, 5, 3))
   model = jnnx.StackedLSTM(3, 4, num_layers=2, dropout=0.5, rngs=nnx.Rngs(0))
+  call = nnx.jit(lambda m, x: m(x))
   model.eval()
-  off = model(xs)
-  np.testing.assert_array_equal(
-    off,
-    jlstm.unroll_stack(model.params(), jnp.swapaxes(xs, 0, 1))[1].swapaxes(
-      0, 1
-    ),
-  )
+  off = call(model, xs)
+  plain = jlstm.unroll_stack(model.params(), jnp.swapaxes(xs, 0, 1))[1]
+  np.testing.assert_array_equal(off, jnp.swapaxes(plain, 0, 1))
   model.train()
-  first, second = model(xs), model(xs)
+  first, second = call(model, xs), call(model, xs)
   assert not np.allclose(first, off)
   assert not np.allclose(first, second)  # the stream advances per call
+  keyed = nnx.jit(lambda m, x, k: m(x, rngs=k))
   np.testing.assert_array_equal(
-    model(xs, rngs=jax.random.key(4)), model(xs, rngs=jax.random.key(4))
+    keyed(model, xs, jax.random.key(4)), keyed(model, xs, jax.random.key(4))
   )
 
 

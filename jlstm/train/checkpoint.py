@@ -11,6 +11,12 @@ Each checkpoint stores the :class:`~jlstm.train.state.TrainState` pytree
 and a JSON dict of run metadata (the data stream's position, the best
 validation loss, the wall time so far), so a resumed run continues exactly
 where the saved one stood. All orbax use lives in this module.
+
+A checkpoint is written into a temporary folder and renamed into place
+once complete, so a run killed at any moment (SIGKILL, power loss aside)
+leaves the previous checkpoint loadable; the older one is deleted only
+after the newer one is in place. Leftover temporary folders are removed
+when the next run opens the folder.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ import orbax.checkpoint as ocp
 
 #: The two kinds of checkpoint a run keeps.
 KINDS = ('latest', 'best')
+
+
+class CheckpointError(OSError):
+  """A checkpoint could not be written; the earlier one is intact."""
 
 
 class Checkpointer:
@@ -46,7 +56,10 @@ class Checkpointer:
     # Synchronous saves: the train step donates the state it is given, so
     # its buffers must not be read after the next step starts.
     options = ocp.CheckpointManagerOptions(
-      max_to_keep=1, create=True, enable_async_checkpointing=False
+      max_to_keep=1,
+      create=True,
+      enable_async_checkpointing=False,
+      cleanup_tmp_directories=True,
     )
     self._managers = {
       kind: ocp.CheckpointManager(
@@ -71,17 +84,34 @@ class Checkpointer:
 
     The previous checkpoint of that kind is deleted once the new one is
     complete. Saving a step that already exists does nothing.
+
+    Raises:
+      CheckpointError: the write failed (a full disk, no permission, ...);
+        the previous checkpoint is left as it was.
     """
     manager = self._manager(kind)
-    if manager.latest_step() == step:
+    previous = manager.latest_step()
+    if previous == step:
       return
-    manager.save(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-      ),
-    )
-    manager.wait_until_finished()
+    try:
+      manager.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+        ),
+      )
+      manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 - any failure of the write
+      kept = (
+        f'the checkpoint of step {previous} is intact'
+        if previous is not None
+        else 'there is no earlier checkpoint'
+      )
+      raise CheckpointError(
+        f'could not write the {kind} checkpoint of step {step} to '
+        f'{os.path.join(self.directory, kind)}: {type(e).__name__}: {e}; '
+        f'{kept}'
+      ) from e
 
   def restore(
     self, kind: str, target: Any, step: int | None = None

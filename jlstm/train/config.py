@@ -17,6 +17,8 @@ from typing import Any
 
 import ml_collections
 
+from jlstm.train.faults import NONFINITE_POLICIES
+
 #: Tasks that :func:`jlstm.train.train_and_evaluate` runs.
 TASKS = ('lm', 'adding', 'copy')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'momentum')
@@ -209,6 +211,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.learning_rate <= 0:
     raise ConfigError(
       f'config key learning_rate must be positive; got {config.learning_rate}'
+    )
+  if config.optimizer.grad_clip < 0:
+    raise ConfigError(
+      'config key optimizer.grad_clip must be >= 0 (0 turns clipping off); '
+      f'got {config.optimizer.grad_clip}'
+    )
+  policy = config.get('on_nonfinite', 'stop')
+  if policy not in NONFINITE_POLICIES:
+    raise ConfigError(
+      f'config key on_nonfinite must be one of {NONFINITE_POLICIES}; got '
+      f'{policy!r}'
     )
   choices = {
     'task': TASKS,

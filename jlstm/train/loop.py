@@ -26,12 +26,15 @@ import numpy as np
 import tqdm
 
 import jlstm
+from jlstm.data import DataError
 from jlstm.data import Tokenizer
 from jlstm.train import config as config_lib
 from jlstm.train import distributed
+from jlstm.train import faults
 from jlstm.train import optim
 from jlstm.train import precision
 from jlstm.train import sharding
+from jlstm.train import signals
 from jlstm.train import tasks as tasks_lib
 from jlstm.train.checkpoint import Checkpointer
 from jlstm.train.metrics import MetricsWriter
@@ -100,9 +103,98 @@ def _evaluate(task, eval_step, params, split: str, mesh) -> dict | None:
 
 
 def _write_json(path: str, payload: Any) -> None:
-  with open(path, 'w', encoding='utf-8') as f:
+  # Written aside and renamed into place: a run killed meanwhile leaves
+  # the old file or the new one, never half of one.
+  partial = path + '.partial'
+  with open(partial, 'w', encoding='utf-8') as f:
     f.write(payload if isinstance(payload, str) else json.dumps(payload))
     f.write('\n')
+  os.replace(partial, path)
+
+
+def _check_workdir(workdir: str) -> None:
+  """Raises ConfigError unless ``workdir`` is, or can become, a writable
+  folder; an existing one is left as it is."""
+  if os.path.isdir(workdir):
+    if not os.access(workdir, os.W_OK | os.X_OK):
+      raise config_lib.ConfigError(
+        f'cannot write to workdir {workdir}: permission denied or a '
+        'read-only file system'
+      )
+    return
+  try:
+    faults.check_workdir(workdir)
+  except OSError as e:
+    raise config_lib.ConfigError(str(e)) from None
+
+
+def _flat(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+#: Config keys that shape the train state: changing them breaks a resume.
+_STATE_KEYS = ('task', 'dtype', 'batch_size', 'model.', 'optimizer.name')
+
+
+def _mismatch(workdir: str, config, step: int, error: Exception) -> str:
+  """Explains a checkpoint that does not fit ``config``, by the config keys
+  that changed since the run wrote ``config.json``."""
+  where = os.path.join(workdir, 'checkpoints', 'latest')
+  path = os.path.join(workdir, CONFIG_FILE)
+  changed = []
+  if os.path.isfile(path):
+    with open(path, encoding='utf-8') as f:
+      old = _flat(json.loads(f.read()))
+    new = _flat(json.loads(config_lib.to_json(config)))
+    changed = [
+      f'{key} was {old.get(key)!r}, now {new.get(key)!r}'
+      for key in sorted(set(old) | set(new))
+      if old.get(key) != new.get(key) and key.startswith(_STATE_KEYS)
+    ]
+  reason = '; '.join(changed) or str(error).strip().splitlines()[0]
+  return (
+    f'the checkpoint of step {step} in {where} does not fit this config '
+    f'({reason}); resume with the config in {path}, or use a new --workdir'
+  )
+
+
+def _check_vocabulary(workdir: str, task) -> None:
+  """Raises DataError when a language model's data gives a vocabulary other
+  than the one its checkpoint was trained on."""
+  path = os.path.join(workdir, TOKENIZER_FILE)
+  if task.tokenizer is None or not os.path.isfile(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    saved = Tokenizer.from_json(f.read())
+  new = task.tokenizer
+  if saved == new:
+    return
+  if saved.kind != new.kind:
+    detail = f'{new.kind} tokens, the run used {saved.kind} tokens'
+  else:
+    first = next(
+      (
+        i
+        for i, (a, b) in enumerate(zip(saved.tokens, new.tokens, strict=False))
+        if a != b
+      ),
+      min(saved.vocab_size, new.vocab_size),
+    )
+    detail = (
+      f'{new.vocab_size} tokens where the run had {saved.vocab_size}, the '
+      f'first difference at id {first}'
+    )
+  raise DataError(
+    f'the data gives a different vocabulary than the run in {workdir} was '
+    f'trained on ({detail}, see {path}); train on data with the same '
+    'vocabulary, or use a new --workdir'
+  )
 
 
 def _prepare(config: ml_collections.ConfigDict, task=None):
@@ -179,24 +271,37 @@ def train_and_evaluate(
   main = distributed.is_main_process()
   policy = precision.policy_from_config(config)
   task, mesh, schedule, optimizer, state = _prepare(config)
+  on_nonfinite = config.get('on_nonfinite', 'stop')
   log = _Log(verbose)
-  os.makedirs(workdir, exist_ok=True)
+  # Everything that can refuse the run is checked before the first write,
+  # so a refused run leaves its workdir as it was.
   if main:
-    _write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config))
-  if main and task.tokenizer is not None:
-    _write_json(os.path.join(workdir, TOKENIZER_FILE), task.tokenizer.to_json())
+    _check_workdir(workdir)
 
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
   writer = MetricsWriter(os.path.join(workdir, METRICS_FILE))
   meta: dict[str, Any] = {'best_val_loss': None, 'wall_time': 0.0}
-  if ckpt.step('latest') is not None:
+  resume_step = ckpt.step('latest')
+  if resume_step is not None:
     try:
-      state, meta = ckpt.restore('latest', state)
-    except ValueError as e:
-      raise config_lib.ConfigError(str(e)) from None
-    task.train_stream.set_state(meta['data'])
-    if main:
-      writer.truncate_after(int(state.step))
+      _check_vocabulary(workdir, task)
+      try:
+        state, meta = ckpt.restore('latest', state)
+      except ValueError as e:
+        raise config_lib.ConfigError(
+          _mismatch(workdir, config, resume_step, e)
+        ) from None
+      task.train_stream.set_state(meta['data'])
+    except BaseException:
+      ckpt.close()
+      raise
+  if main:
+    # Records past the checkpoint (all of them when there is none) come
+    # from a run that stopped before saving; this run writes them again.
+    writer.truncate_after(int(state.step))
+    _write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config))
+  if main and task.tokenizer is not None:
+    _write_json(os.path.join(workdir, TOKENIZER_FILE), task.tokenizer.to_json())
 
   for line in _startup_summary(config, task, mesh, state, workdir):
     log(line)
@@ -223,7 +328,35 @@ def train_and_evaluate(
       'data': task.train_stream.get_state(),
       'best_val_loss': meta.get('best_val_loss'),
       'wall_time': wall_time(),
+      'skipped_steps': skipped,
     }
+
+  # Non-finite steps are found from flags the step returns, read only when
+  # the device is waited on anyway: at log, eval and checkpoint steps.
+  skipped = int(meta.get('skipped_steps', 0))
+  unchecked: list[tuple[int, Any]] = []
+  state_is_finite = jax.jit(faults.all_finite)
+
+  def check_nonfinite() -> None:
+    nonlocal skipped
+    flags = jax.device_get([flag for _, flag in unchecked])
+    for (at_step, _), flag in zip(unchecked, flags, strict=True):
+      if flag and on_nonfinite == 'stop':
+        raise faults.Diverged(
+          at_step, ckpt.step('latest'), os.path.join(ckpt.directory, 'latest')
+        )
+      skipped += int(flag)
+    unchecked.clear()
+
+  def save(kind: str, step: int) -> None:
+    check_nonfinite()
+    # The step keeps a non-finite update out of the state; this makes sure
+    # no checkpoint ever holds NaN or inf, whatever produced it.
+    if not bool(state_is_finite((state.params, state.opt_state))):
+      raise faults.Diverged(
+        step, ckpt.step('latest'), os.path.join(ckpt.directory, 'latest')
+      )
+    ckpt.save(kind, step, state, checkpoint_meta())
 
   bar = tqdm.tqdm(
     total=config.num_train_steps,
@@ -232,24 +365,30 @@ def train_and_evaluate(
     unit='step',
     dynamic_ncols=True,
   )
+  stop = signals.StopRequests()
   try:
+    stop.__enter__()
     for step in range(start_step + 1, end_step + 1):
       batch = sharding.place_batch(next(task.train_stream), mesh)
       state, metrics = train_step(state, batch)
       pending.append(metrics)
+      unchecked.append((step, metrics['nonfinite']))
       interval_steps += 1
       bar.update(1)
       last = step == end_step
 
       if step % config.log_every == 0 or last:
+        check_nonfinite()
         fetched = jax.device_get(pending)
         elapsed = time.perf_counter() - interval_start
+        norms = [m['grad_norm'] for m in fetched if not m['nonfinite']]
         record = {
           'step': step,
           'split': 'train',
           **task.summarize(tasks_lib.sum_stats(fetched)),
           'learning_rate': float(fetched[-1]['learning_rate']),
-          'grad_norm': float(np.mean([m['grad_norm'] for m in fetched])),
+          'grad_norm': float(np.mean(norms)) if norms else float('nan'),
+          'skipped': int(sum(m['nonfinite'] for m in fetched)),
           'steps_per_sec': interval_steps / elapsed,
           'tokens_per_sec': interval_steps * task.tokens_per_batch / elapsed,
           'wall_time': wall_time(),
@@ -264,6 +403,7 @@ def train_and_evaluate(
         interval_start, interval_steps = time.perf_counter(), 0
 
       if step % config.eval_every == 0 or step == config.num_train_steps:
+        check_nonfinite()
         scores = _evaluate(task, eval_step, state.params, 'val', mesh)
         record = {'step': step, 'split': 'val', **scores}
         record['wall_time'] = wall_time()
@@ -279,15 +419,22 @@ def train_and_evaluate(
         best = meta.get('best_val_loss')
         if best is None or scores['loss'] < best:
           meta['best_val_loss'] = scores['loss']
-          ckpt.save('best', step, state, checkpoint_meta())
+          save('best', step)
         if main and task.tokenizer is not None:
           _append_sample(config, task, state.params, step, workdir)
         interval_start = time.perf_counter()
 
       if step % config.checkpoint_every == 0 or last:
-        ckpt.save('latest', step, state, checkpoint_meta())
+        save('latest', step)
         interval_start = time.perf_counter()
+
+      if stop.signum is not None:
+        save('latest', step)
+        raise signals.Interrupted(
+          stop.signum, step, os.path.join(ckpt.directory, 'latest')
+        )
   finally:
+    stop.__exit__(None, None, None)
     bar.close()
     ckpt.close()
 
@@ -296,6 +443,8 @@ def train_and_evaluate(
     plot_curves(
       records, os.path.join(workdir, CURVES_FILE), title=_title(config)
     )
+  if skipped:
+    log(f'{skipped} step(s) skipped for a non-finite loss or gradient')
   log(f'done at step {end_step} after {wall_time():.1f}s; workdir {workdir}')
   if not result:
     result = {'step': end_step}

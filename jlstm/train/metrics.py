@@ -47,18 +47,35 @@ class MetricsWriter:
       f.write(line + '\n')
 
   def truncate_after(self, step: int) -> None:
-    """Drops records past ``step``: a resumed run writes them again."""
+    """Drops records past ``step``: a resumed run writes them again.
+
+    The file is replaced whole (written aside, then renamed), so a run
+    killed meanwhile leaves either the old records or the new ones.
+    """
     if not os.path.exists(self.path):
       return
     kept = [r for r in read_metrics(self.path) if r.get('step', 0) <= step]
-    with open(self.path, 'w', encoding='utf-8') as f:
+    partial = self.path + '.partial'
+    with open(partial, 'w', encoding='utf-8') as f:
       for record in kept:
         f.write(json.dumps(record) + '\n')
+    os.replace(partial, self.path)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-  """All records of a ``metrics.jsonl`` file, in order ([] if missing)."""
+  """All records of a ``metrics.jsonl`` file, in order ([] if missing).
+
+  A last line cut short (the writer was killed mid-line) is ignored.
+  """
   if not os.path.exists(path):
     return []
-  with open(path, encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
+  with open(path, encoding='utf-8', errors='replace') as f:
+    lines = [line for line in f if line.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i < len(lines) - 1:
+        raise
+  return records

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
+from jlstm.train import faults
 from jlstm.train import sharding
 from jlstm.train.precision import Policy
 from jlstm.train.state import TrainState
@@ -46,7 +48,10 @@ def make_train_step(
   Returns:
     The jitted step. ``metrics`` holds device scalars: ``loss`` (the batch
     mean), ``grad_norm`` (global norm before clipping), ``learning_rate``
-    (used by this step) and the task's summed statistics.
+    (used by this step), ``nonfinite`` (1.0 when the loss, gradients or
+    update were not finite: the step then left parameters, optimizer
+    state and carry as they were, and its statistics are zero) and the
+    task's summed statistics.
   """
 
   def train_step(state: TrainState, batch):
@@ -60,10 +65,21 @@ def make_train_step(
     )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # A step whose loss, gradients or update are not finite changes
+    # nothing and adds nothing to the statistics; the loop then applies the
+    # run's on_nonfinite policy.
+    finite = faults.all_finite((loss, grads, params, opt_state))
+    params = faults.keep_if_finite(finite, params, state.params)
+    opt_state = faults.keep_if_finite(finite, opt_state, state.opt_state)
+    carry = faults.keep_if_finite(finite, carry, state.carry)
+    stats = faults.keep_if_finite(
+      finite, stats, jax.tree.map(jnp.zeros_like, stats)
+    )
     metrics = {
       'loss': loss,
       'grad_norm': optax.tree.norm(grads),
       'learning_rate': schedule(state.step),
+      'nonfinite': jnp.logical_not(finite).astype(jnp.float32),
       **stats,
     }
     new_state = TrainState(
