@@ -74,6 +74,7 @@ class Plan(NamedTuple):
   chunk: int = 64
   recurrent_nt: bool = False
   backward_nn: bool = False
+  concat_input: bool = False
   one_tanh: bool = True
 
 
@@ -223,6 +224,11 @@ def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
   if p.hoist:
     seq = _dot(xs.astype(mm_x), w_x, acc) + b
     project = lambda s: s
+  elif p.concat_input:
+    w_cat = jnp.concatenate([w_x.astype(mm_h), w_h], axis=0)
+    seq = xs
+    project = lambda x: b
+    recurrent = None
   else:
     seq = xs
     project = lambda x: _dot(x.astype(mm_x), w_x, acc) + b
@@ -230,7 +236,12 @@ def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
   def step(carry, inputs):
     h, c = carry
     s, t = inputs
-    acts = _activate(project(s) + recurrent(h), hidden, p.one_tanh)
+    if recurrent is None:
+      xh = jnp.concatenate([s.astype(mm_h), h.astype(mm_h)], axis=-1)
+      z = _dot(xh, w_cat, acc) + b
+    else:
+      z = project(s) + recurrent(h)
+    acts = _activate(z, hidden, p.one_tanh)
     h_new, c_new = _cell_from_gates(acts, c, hidden)
     keep = _valid(t, lengths)
     if keep is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 #: The two kinds of checkpoint a run keeps.
@@ -32,6 +33,36 @@ KINDS = ('latest', 'best')
 
 class CheckpointError(OSError):
   """A checkpoint could not be written; the earlier one is intact."""
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...] | None]:
+  """Leaf path (``params.lstm.0.0.w_h``) to shape, for saved and live trees
+  alike: attribute, key and index steps all print as plain names."""
+  shapes = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    name = '.'.join(
+      str(getattr(k, 'name', getattr(k, 'key', getattr(k, 'idx', k))))
+      for k in path
+    )
+    shape = getattr(leaf, 'shape', None)
+    shapes[name] = None if shape is None else tuple(shape)
+  return shapes
+
+
+def _difference(saved: Any, target: Any) -> str | None:
+  """The first leaf that differs between a saved tree and ``target``."""
+  have, want = _shapes(saved), _shapes(target)
+  for name in sorted(set(have) | set(want)):
+    if name not in have:
+      return f'{name} is not in the checkpoint'
+    if name not in want:
+      return f'{name} is in the checkpoint but not in this config'
+    if have[name] != want[name]:
+      return (
+        f'{name} is {have[name]} in the checkpoint, {want[name]} for this '
+        'config'
+      )
+  return None
 
 
 class Checkpointer:
@@ -61,9 +92,15 @@ class Checkpointer:
       enable_async_checkpointing=False,
       cleanup_tmp_directories=True,
     )
+    # Naming the handlers lets the saved shapes be read before a restore.
     self._managers = {
       kind: ocp.CheckpointManager(
-        os.path.join(self.directory, kind), options=options
+        os.path.join(self.directory, kind),
+        options=options,
+        item_handlers={
+          'state': ocp.StandardCheckpointHandler(),
+          'meta': ocp.JsonCheckpointHandler(),
+        },
       )
       for kind in KINDS
     }
@@ -136,6 +173,14 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(
         f'no {kind} checkpoint in {os.path.join(self.directory, kind)}'
+      )
+    # Compare shapes first: a restore that fails halfway leaves orbax
+    # reads pending, which complain on stderr at exit.
+    difference = _difference(manager.item_metadata(step)['state'], target)
+    if difference:
+      raise ValueError(
+        f'the {kind} checkpoint at step {step} in {self.directory} does not '
+        f'match this config: {difference}'
       )
     try:
       restored = manager.restore(

@@ -157,10 +157,16 @@ def _mismatch(workdir: str, config, step: int, error: Exception) -> str:
       for key in sorted(set(old) | set(new))
       if old.get(key) != new.get(key) and key.startswith(_STATE_KEYS)
     ]
-  reason = '; '.join(changed) or str(error).strip().splitlines()[0]
+  detail = str(error).strip().splitlines()[0]
+  reason = '; '.join(changed) or detail.split('match this config: ')[-1]
+  advice = (
+    f'resume with the config in {path}, or use a new --workdir'
+    if os.path.isfile(path)
+    else 'use a new --workdir'
+  )
   return (
     f'the checkpoint of step {step} in {where} does not fit this config '
-    f'({reason}); resume with the config in {path}, or use a new --workdir'
+    f'({reason}); {advice}'
   )
 
 

@@ -140,9 +140,14 @@ class LanguageModelTask:
     self.model = build_model(config, self.tokenizer.vocab_size)
     self.batch_size = config.batch_size
     self.seq_len = config.seq_len
-    self.train_stream = data.TokenStream(
-      self.ids['train'], config.batch_size, config.seq_len, seed=config.seed
-    )
+    try:
+      self.train_stream = data.TokenStream(
+        self.ids['train'], config.batch_size, config.seq_len, seed=config.seed
+      )
+    except data.DataError as e:
+      d = config.data
+      source = d.get('train_path', '') or d.get('path', '') or 'built-in text'
+      raise data.DataError(f'{e}; data: {source}') from None
     self.tokens_per_batch = config.batch_size * config.seq_len
     self.baseline = None
     self._eval = {}
