@@ -75,6 +75,8 @@ class Plan(NamedTuple):
   recurrent_nt: bool = False
   backward_nn: bool = False
   concat_input: bool = False
+  inplace: bool = False
+  grad_rows: int = 0
   one_tanh: bool = True
 
 
@@ -233,6 +235,11 @@ def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
     seq = xs
     project = lambda x: _dot(x.astype(mm_x), w_x, acc) + b
 
+  if save and p.inplace:
+    return _forward_inplace(
+      p, seq, project, recurrent, h0, c0, lengths, steps, hidden
+    )
+
   def step(carry, inputs):
     h, c = carry
     s, t = inputs
@@ -261,6 +268,51 @@ def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
   return carry, ys, None
 
 
+def _forward_inplace(
+  p, seq, project, recurrent, h0, c0, lengths, steps, hidden
+):
+  """The saving forward scan, writing the gates over one [T, N, 4H] buffer.
+
+  With the input projection hoisted the buffer starts as ``xs @ w_x + b``
+  and each step overwrites its slot with the activated gates.
+  """
+  acc = h0.dtype
+  time, batch = seq.shape[:2]
+  if p.hoist:
+    buf = seq
+    inputs = steps
+  else:
+    buf = jnp.zeros((time, batch, 4 * hidden), acc)
+    inputs = (seq, steps)
+
+  def step(carry, inputs):
+    h, c, buf = carry
+    if p.hoist:
+      t = inputs
+      z = lax.dynamic_index_in_dim(buf, t - steps[0], keepdims=False)
+      # A materialised copy of the slot lets XLA overwrite it in place.
+      z = lax.optimization_barrier(z) + recurrent(h)
+    else:
+      s, t = inputs
+      z = project(s) + recurrent(h)
+    acts = _activate(z, hidden, p.one_tanh)
+    buf = lax.dynamic_update_index_in_dim(buf, acts, t - steps[0], 0)
+    h_new, c_new = _cell_from_gates(acts, c, hidden)
+    keep = _valid(t, lengths)
+    if keep is not None:
+      h_new = jnp.where(keep, h_new, h)
+      c_new = jnp.where(keep, c_new, c)
+      out = jnp.where(keep, h_new, jnp.zeros((), acc))
+    else:
+      out = h_new
+    return (h_new, c_new, buf), (out, c)
+
+  (h, c, buf), (hs, cs_in) = lax.scan(
+    step, (h0, c0, buf), inputs, unroll=p.unroll
+  )
+  return (h, c), hs, (buf, cs_in)
+
+
 def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
   """Backward scan over saved gates: returns ((dh0, dc0), dgates)."""
   hidden = w_h.shape[0]
@@ -272,6 +324,10 @@ def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
   else:
     back = lambda dz: _dot_nt(dz, w_h, acc)
   steps = t0 + jnp.arange(acts.shape[0])
+  if p.inplace:
+    return _backward_inplace(
+      back, acts, cs_in, c_last, dhs, dh, dc, lengths, steps, hidden
+    )
 
   def step(carry, inputs):
     dh, dc, c = carry
@@ -297,6 +353,42 @@ def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
     unroll=p.unroll,
   )
   return (dh, dc), dz
+
+
+def _backward_inplace(
+  back, buf, cs_in, c_last, dhs, dh, dc, lengths, steps, hidden
+):
+  """The backward scan, writing each step's dz over its saved gates."""
+  acc = dh.dtype
+
+  def step(carry, inputs):
+    dh, dc, c, buf = carry
+    dh_t, c_prev, t = inputs
+    j = t - steps[0]
+    a = lax.optimization_barrier(
+      lax.dynamic_index_in_dim(buf, j, keepdims=False)
+    )
+    keep = _valid(t, lengths)
+    if keep is not None:
+      dh_t = jnp.where(keep, dh_t, jnp.zeros((), acc))
+    dh_in = dh + dh_t
+    dz, dc_prev = _gate_grads(a, c_prev, c, dh_in, dc, hidden)
+    if keep is not None:
+      dz = jnp.where(keep, dz, jnp.zeros((), acc))
+      dc_prev = jnp.where(keep, dc_prev, dc)
+      dh_prev = jnp.where(keep, back(dz), dh_in)
+    else:
+      dh_prev = back(dz)
+    buf = lax.dynamic_update_index_in_dim(buf, dz, j, 0)
+    return (dh_prev, dc_prev, c_prev, buf), None
+
+  (dh, dc, _, buf), _ = lax.scan(
+    step,
+    (dh, dc, c_last, buf),
+    (dhs, cs_in, steps),
+    reverse=True,
+  )
+  return (dh, dc), buf
 
 
 def _weight_grads(xs, hs_prev, dz, lengths, t0):
@@ -365,18 +457,81 @@ def _run_fwd(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
   return (h, c, hs), (w_x, w_h, b, xs, starts, lengths)
 
 
+def _divisor_chunk(time: int, batch: int, rows: int) -> int:
+  """Steps per chunk: a divisor of T near ``rows / batch`` (T if none)."""
+  target = max(1, rows // max(batch, 1))
+  if target >= time:
+    return time
+  best = max(d for d in range(1, target + 1) if time % d == 0)
+  return best if 4 * best >= target else time
+
+
 def _run_bwd(p: Plan, residuals, cotangents):
   if p.remat:
     return _run_bwd_remat(p, residuals, cotangents)
   w_x, w_h, b, xs, h0, hs, acts, cs_in, c_last, lengths = residuals
   dh, dc, dhs = cotangents
   acc = dh.dtype
+  time, batch = xs.shape[:2]
+  chunk = _divisor_chunk(time, batch, p.grad_rows) if p.grad_rows else time
+  if chunk < time:
+    return _run_bwd_chunks(p, residuals, cotangents, chunk)
   (dh0, dc0), dz = _backward(
     p, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, 0
   )
   hs_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
   dw_x, dw_h, db = _weight_grads(xs, hs_prev, dz, lengths, 0)
   dxs = _dot_nt(dz, w_x.astype(acc), acc)
+  return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
+
+
+def _run_bwd_chunks(p: Plan, residuals, cotangents, chunk):
+  """The backward pass a chunk of steps at a time, so the gate gradients
+  of one chunk live in a buffer that every chunk reuses."""
+  w_x, w_h, b, xs, h0, hs, acts, cs_in, c_last, lengths = residuals
+  dh, dc, dhs = cotangents
+  acc = dh.dtype
+  time = xs.shape[0]
+  count = time // chunk
+
+  def split(a):
+    return a.reshape(count, chunk, *a.shape[1:])
+
+  h_starts = jnp.concatenate([h0[None], hs[chunk - 1 : -1 : chunk]], axis=0)
+
+  def chunk_grads(carry, inputs):
+    dh, dc, c, dw_x, dw_h, db = carry
+    acts_k, cs_k, dhs_k, xs_k, hs_k, h_k, k = inputs
+    t0 = k * chunk
+    (dh, dc), dz = _backward(
+      p, w_h, acts_k, cs_k, c, dhs_k, dh, dc, lengths, t0
+    )
+    hs_prev = jnp.concatenate([h_k[None], hs_k[:-1]], axis=0)
+    dw_x_k, dw_h_k, db_k = _weight_grads(xs_k, hs_prev, dz, lengths, t0)
+    dxs_k = _dot_nt(dz, w_x.astype(acc), acc)
+    carry = (dh, dc, cs_k[0], dw_x + dw_x_k, dw_h + dw_h_k, db + db_k)
+    return carry, dxs_k
+
+  zeros = (
+    jnp.zeros(w_x.shape, acc),
+    jnp.zeros(w_h.shape, acc),
+    jnp.zeros(b.shape, acc),
+  )
+  (dh0, dc0, _, dw_x, dw_h, db), dxs = lax.scan(
+    chunk_grads,
+    (dh, dc, c_last, *zeros),
+    (
+      split(acts),
+      split(cs_in),
+      split(dhs),
+      split(xs),
+      split(hs),
+      h_starts,
+      jnp.arange(count),
+    ),
+    reverse=True,
+  )
+  dxs = dxs.reshape(time, *dxs.shape[2:])
   return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
 
 

@@ -195,3 +195,14 @@ def test_cli_train_eval_sample_round_trip(capsys, tmp_path):
   assert code == 0, err
   # The prompt, 12 sampled characters, and print's line end.
   assert out.startswith('ab') and len(out) == 2 + 12 + 1
+
+
+def test_cli_bench_passes_its_arguments_on(monkeypatch):
+  """``jlstm bench ARGS`` calls ``jlstm.bench.main(ARGS)`` and returns its
+  exit code."""
+  from jlstm import bench
+
+  seen = []
+  monkeypatch.setattr(bench, 'main', lambda argv: seen.append(argv) or 7)
+  assert cli.main(['bench', '--quick', '--out', 'x.json']) == 7
+  assert seen == [['--quick', '--out', 'x.json']]

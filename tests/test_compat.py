@@ -28,13 +28,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: resolve to whatever versions are compatible with these.
 PINNED = ('jax', 'jaxlib', 'flax', 'optax', 'chex')
 
-#: Test files of the functional core and the dtype policy; each one present
-#: in the tree runs against the floors.
+#: Test files of the functional core and the dtype policy (which also
+#: runs a bfloat16 train step); each one present in the tree runs against
+#: the floors. The cell variants' tests are left out to keep this test
+#: within about four minutes on two cores.
 CORE_TESTS = (
   'test_cell.py',
   'test_unroll.py',
   'test_seed.py',
-  'test_variants.py',
   'test_precision.py',
 )
 
@@ -158,7 +159,6 @@ def test_compat_core_tests_pass_on_dependency_floors(tmp_path):
       '-m',
       'pytest',
       '-q',
-      '-x',
       '-p',
       'no:cacheprovider',
       f'--rootdir={ROOT}',

@@ -172,9 +172,13 @@ def test_fused_matches_float64_numpy_backprop(x64, reverse, remat):
     )
     return hs, final.h, final.c
 
+  @jax.jit
+  def values_and_vjp(primals, cts):
+    outputs, vjp = jax.vjp(run, *primals)
+    return outputs, vjp(cts)
+
   primals = (params.w_x, params.w_h, params.b, xs, state.h, state.c)
-  (hs, h, c), vjp = jax.vjp(run, *primals)
-  grads = vjp(cts)
+  (hs, h, c), grads = values_and_vjp(primals, cts)
   (h_ref, c_ref, hs_ref), grads_ref = numpy_unroll_vjp(
     *primals, LENGTHS, reverse, (cts[0], cts[1], cts[2])
   )

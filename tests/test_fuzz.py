@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck
+from hypothesis import event
 from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
@@ -266,6 +267,18 @@ def sub_batches(draw, batch):
   return draw(st.sampled_from(options))
 
 
+X_FAULTS = ('x_int', 'x_complex', 'x_width', 'x_rank0', 'x_list')
+CELL_FAULTS = (*sorted(PARAM_FAULTS), *sorted(STATE_FAULTS), *X_FAULTS)
+
+
+def no_mixed_x64(case, keys):
+  """'numpy64' needs x64 off and 'float64' needs it on: not both at once."""
+  if 'float64' in [case[k] for k in keys]:
+    for k in keys:
+      if case[k] == 'numpy64':
+        case[k] = 'float32'
+
+
 @st.composite
 def cell_cases(draw):
   """Arguments of one lstm_cell call, with at most one fault."""
@@ -279,26 +292,17 @@ def cell_cases(draw):
     'state_dtype': draw(st.sampled_from(DTYPES)),
     'scale': draw(st.sampled_from(SCALES)),
     'jit': draw(st.booleans()),
-    'fault': draw(
-      st.sampled_from(
-        [None] * 6
-        + sorted(PARAM_FAULTS)
-        + sorted(STATE_FAULTS)
-        + ['x_int', 'x_complex', 'x_width', 'x_rank0', 'x_list']
-      )
-    ),
+    # About half the calls are valid; every fault kind also runs once in
+    # test_lstm_cell_names_every_fault.
+    'fault': draw(st.sampled_from([None] * 20 + list(CELL_FAULTS))),
   }
+  no_mixed_x64(case, ('param_dtype', 'x_dtype', 'state_dtype'))
   # x and state each hold the whole batch or a part that broadcasts.
   case['x_batch'] = draw(sub_batches(case['batch']))
   case['state_batch'] = draw(sub_batches(case['batch']))
   if case['fault'] == 'state_batch' and not unbroadcastable(case['x_batch']):
     case['fault'] = None
   return case
-
-
-def mixed_x64(*dtypes):
-  """'numpy64' needs x64 off and 'float64' needs it on: not both at once."""
-  return 'float64' in dtypes and 'numpy64' in dtypes
 
 
 def build_params(rng, input_size, hidden, dtype):
@@ -310,13 +314,9 @@ def build_params(rng, input_size, hidden, dtype):
   )
 
 
-@fuzz_settings(80)
-@given(cell_cases())
-def test_lstm_cell_matches_reference_or_raises(case):
-  """lstm_cell equals the float64 loop or names the bad argument."""
+def check_cell(case):
+  """Runs one lstm_cell case against the reference or its fault."""
   dtypes = (case['param_dtype'], case['x_dtype'], case['state_dtype'])
-  if mixed_x64(*dtypes):
-    return
   rng = np.random.default_rng(case['seed'])
   input_size, hidden = case['input_size'], case['hidden']
   fault = case['fault']
@@ -373,6 +373,38 @@ def test_lstm_cell_matches_reference_or_raises(case):
   check_close(got.c, want_c, dtype, magnitude, 1, 'c')
 
 
+@fuzz_settings(50)
+@given(cell_cases())
+def test_lstm_cell_matches_reference_or_raises(case):
+  """lstm_cell equals the float64 loop or names the bad argument."""
+  # --hypothesis-show-statistics shows how often each fault ran.
+  event(f'fault: {case["fault"]}')
+  check_cell(case)
+
+
+CELL_CASE = {
+  'seed': 0,
+  'input_size': 3,
+  'hidden': 4,
+  'batch': (2, 3),
+  'param_dtype': 'float32',
+  'x_dtype': 'float32',
+  'state_dtype': 'float32',
+  'scale': 1.0,
+  'jit': False,
+  'fault': None,
+  'x_batch': (2, 3),
+  'state_batch': (3,),
+}
+
+
+@pytest.mark.parametrize('jit', [False, True])
+@pytest.mark.parametrize('fault', CELL_FAULTS)
+def test_lstm_cell_names_every_fault(fault, jit):
+  """Each fault kind, eager and under jit, raises naming its argument."""
+  check_cell({**CELL_CASE, 'fault': fault, 'jit': jit})
+
+
 @functools.partial(
   jax.jit, static_argnames=('reverse', 'unroll', 'remat', 'impl')
 )
@@ -404,6 +436,11 @@ UNROLL_FAULTS = {
   'impl_unknown': 'impl',
 }
 IMPLS = ('auto', 'scan', 'fused')
+ALL_UNROLL_FAULTS = (
+  *sorted(PARAM_FAULTS),
+  *sorted(STATE_FAULTS),
+  *sorted(UNROLL_FAULTS),
+)
 
 
 @st.composite
@@ -426,15 +463,11 @@ def unroll_cases(draw):
     'impl': draw(st.sampled_from(IMPLS)),
     'jit': draw(st.booleans()),
     'nan_padding': draw(st.booleans()),
-    'fault': draw(
-      st.sampled_from(
-        [None] * 8
-        + sorted(PARAM_FAULTS)
-        + sorted(STATE_FAULTS)
-        + sorted(UNROLL_FAULTS)
-      )
-    ),
+    # About half the calls are valid; every fault kind also runs once in
+    # test_unroll_names_every_fault.
+    'fault': draw(st.sampled_from([None] * 27 + list(ALL_UNROLL_FAULTS))),
   }
+  no_mixed_x64(case, ('param_dtype', 'x_dtype'))
   # x and state each hold the whole batch or a part that broadcasts.
   case['x_batch'] = draw(sub_batches(case['batch']))
   case['state_batch'] = draw(sub_batches(case['batch']))
@@ -493,15 +526,26 @@ BROADCAST_REVERSE = {
 
 
 @pytest.mark.slow
-@fuzz_settings(120)
+@fuzz_settings(70)
 @given(unroll_cases())
 @example(BROADCAST_REVERSE)
 @example({**BROADCAST_REVERSE, 'impl': 'scan', 'jit': True})
 def test_unroll_matches_reference_or_raises(case):
   """unroll equals the float64 loop or names the bad argument."""
+  # --hypothesis-show-statistics shows how often each fault ran.
+  event(f'fault: {case["fault"]}')
+  check_unroll(case)
+
+
+@pytest.mark.parametrize('fault', ALL_UNROLL_FAULTS)
+def test_unroll_names_every_fault(fault):
+  """Each fault kind raises before XLA, naming its argument."""
+  check_unroll({**BROADCAST_REVERSE, 'x_batch': (2,), 'fault': fault})
+
+
+def check_unroll(case):
+  """Runs one unroll case against the reference or its fault."""
   dtypes = (case['param_dtype'], case['x_dtype'])
-  if mixed_x64(*dtypes):
-    return
   rng = np.random.default_rng(case['seed'])
   time, input_size, hidden = case['time'], case['input_size'], case['hidden']
   x_batch, batch, fault = case['x_batch'], case['run_batch'], case['fault']
@@ -665,7 +709,7 @@ GRAD_RTOL = {'float64': 1e-7, 'float32': 1e-4}
 
 
 @pytest.mark.slow
-@fuzz_settings(20)
+@fuzz_settings(15)
 @given(gradient_cases())
 def test_unroll_gradients_match_finite_differences(case):
   """Gradients of unroll are finite, zero in the padding, and match central
@@ -802,11 +846,42 @@ def stack_cases(draw):
   return case
 
 
-@fuzz_settings(30)
+@fuzz_settings(25)
 @given(stack_cases())
 def test_unroll_stack_matches_reference_or_raises(case):
   """unroll_stack equals layers of the float64 loop, the backward direction
   reversed, or names the bad argument."""
+  # --hypothesis-show-statistics shows how often each fault ran.
+  event(f'fault: {case["fault"]}')
+  check_stack(case)
+
+
+STACK_CASE = {
+  'seed': 0,
+  'layers': 2,
+  'bidirectional': False,
+  'time': 3,
+  'input_size': 3,
+  'hidden': 4,
+  'batch': (2,),
+  'dtype': 'float32',
+  'states': True,
+  'lengths': True,
+  'unroll': 1,
+  'remat': False,
+  'dropout': 0.0,
+  'fault': None,
+}
+
+
+@pytest.mark.parametrize('fault', sorted(STACK_FAULTS))
+def test_unroll_stack_names_every_fault(fault):
+  """Each fault kind raises before XLA, naming its argument."""
+  check_stack({**STACK_CASE, 'fault': fault})
+
+
+def check_stack(case):
+  """Runs one unroll_stack case against the reference or its fault."""
   rng = np.random.default_rng(case['seed'])
   time, hidden, batch = case['time'], case['hidden'], case['batch']
   directions = 2 if case['bidirectional'] else 1

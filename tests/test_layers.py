@@ -262,19 +262,22 @@ def test_dropout_between_layers_masks_each_step_and_element():
 def test_dropout_only_between_layers_and_only_in_training():
   """No effect on a 1-layer stack or out of training; keyed and repeatable."""
   xs = jax.random.normal(jax.random.key(1), (5, 2, 3))
+  run = jax.jit(jlstm.unroll_stack, static_argnames=('dropout', 'training'))
   one = jlstm.init_stack(jax.random.key(0), 3, 4)
-  plain = jlstm.unroll_stack(one, xs)[1]
-  dropped = jlstm.unroll_stack(one, xs, dropout=0.5, key=jax.random.key(2))[1]
+  plain = run(one, xs)[1]
+  dropped = run(one, xs, dropout=0.5, key=jax.random.key(2))[1]
   np.testing.assert_array_equal(dropped, plain)
 
   two = jlstm.init_stack(jax.random.key(0), 3, 4, num_layers=2)
-  plain = jlstm.unroll_stack(two, xs)[1]
-  run = jax.jit(lambda k: jlstm.unroll_stack(two, xs, dropout=0.5, key=k)[1])
-  off = jlstm.unroll_stack(two, xs, dropout=0.5, training=False)[1]
+  plain = run(two, xs)[1]
+  off = run(two, xs, dropout=0.5, training=False)[1]
   np.testing.assert_array_equal(off, plain)
-  np.testing.assert_array_equal(run(jax.random.key(2)), run(jax.random.key(2)))
-  assert not np.allclose(run(jax.random.key(2)), plain)
-  assert not np.allclose(run(jax.random.key(2)), run(jax.random.key(3)))
+  first = run(two, xs, dropout=0.5, key=jax.random.key(2))[1]
+  again = run(two, xs, dropout=0.5, key=jax.random.key(2))[1]
+  other = run(two, xs, dropout=0.5, key=jax.random.key(3))[1]
+  np.testing.assert_array_equal(again, first)
+  assert not np.allclose(first, plain)
+  assert not np.allclose(other, first)
   with pytest.raises(ValueError, match='dropout=0.5 in training needs a'):
     jlstm.unroll_stack(two, xs, dropout=0.5)
 

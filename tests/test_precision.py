@@ -173,6 +173,7 @@ def test_policy_bf16_unroll_matches_float64_reference():
   assert np.max(np.abs(mixed - reference_hs(False))) > 1e-4
 
 
+@pytest.mark.slow
 def test_train_step_bf16_compute_keeps_float32_params(tmp_path):
   """A train step with bf16 compute: bf16 matmuls, float32 params and state.
 

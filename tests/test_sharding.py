@@ -6,11 +6,12 @@ start together and share the machine's cores; the tests then read each
 run's last checkpoint back into this process and compare parameters.
 
 Tolerance: float32 with atol 1e-6 + rtol 1e-5. The runs differ only in the
-order in which XLA adds up the batch (per device, then across devices),
-rounding errors of order 1e-7 that six Adam steps of size 3e-3 carry
-into the parameters; every parameter moves by more than 1e-3 over those
-six steps, so a wrong split (rows dropped, doubled or misordered) breaks
-the tolerance by orders of magnitude.
+order in which XLA adds up the batch (per device, then across devices):
+rounding errors that six Adam steps leave at about 1e-7 in the parameters
+(measured: 8.6e-8 for 8 devices vs 1, 1.2e-7 for 2 processes vs 1). Six
+steps of size 3e-3 move every parameter array by about 1.8e-2, so a wrong
+split (rows dropped, doubled or misordered) breaks the tolerance by orders
+of magnitude.
 """
 
 import json

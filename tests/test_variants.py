@@ -109,7 +109,7 @@ def test_lstm_cell_variant_matches_reference_float32(variant):
   'variant', ['peepholes', 'layer_norm', 'proj_clip', 'all']
 )
 def test_unroll_variant_check_grads(x64, variant):
-  """check_grads (forward and reverse mode) through each variant.
+  """check_grads through each variant.
 
   The run-time options (forget bias, clipping, CIFG) are all in 'all'.
   """
@@ -131,11 +131,13 @@ def test_unroll_variant_check_grads(x64, variant):
     return hs, final
 
   state = jlstm.LSTMState(h=jnp.asarray(h0), c=jnp.asarray(c0))
+  # Forward mode once, on the case that has every variant.
+  modes = ['fwd', 'rev'] if variant == 'all' else ['rev']
   check_grads(
     run,
     (to_jlstm(p), jnp.asarray(xs), state),
     order=1,
-    modes=['fwd', 'rev'],
+    modes=modes,
     eps=1e-5,
   )
 
@@ -183,7 +185,7 @@ def test_unroll_resets_match_float64_reference(x64, reverse):
 
 def test_unroll_resets_split_episodes_like_separate_runs():
   """A row with a reset runs its two episodes as two separate sequences."""
-  p, options, xs, h0, c0 = problem('all', time=7, batch=1, seed=9)
+  p, options, xs, h0, c0 = problem('peepholes', time=7, batch=1, seed=9)
   resets = jnp.zeros((7, 1), bool).at[4].set(True)
   params, state = to_jlstm(p, jnp.float32), (h0, c0)
   for reverse in (False, True):

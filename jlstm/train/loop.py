@@ -363,6 +363,7 @@ def train_and_evaluate(
         step, ckpt.step('latest'), os.path.join(ckpt.directory, 'latest')
       )
     ckpt.save(kind, step, state, checkpoint_meta())
+    log(f'step {step}: saved the {kind} checkpoint')
 
   bar = tqdm.tqdm(
     total=config.num_train_steps,
