@@ -36,13 +36,13 @@ def test_init_params_shapes_and_dtype(scheme):
   )
   assert p.w_x.shape == (7, 20) and p.w_h.shape == (5, 20)
   assert p.b.shape == (20,)
-  assert {a.dtype for a in p} == {jnp.dtype(jnp.bfloat16)}
+  assert {a.dtype for a in jax.tree.leaves(p)} == {jnp.dtype(jnp.bfloat16)}
 
 
 def test_init_seed_is_tf_truncated_normal():
   """'seed' is N(0, 0.1) cut at 2 stddev: std ~0.088, no value past 0.2."""
   p = jlstm.init_params(jax.random.key(2), 300, 256, scheme='seed')
-  values = np.concatenate([np.ravel(a) for a in p])
+  values = np.concatenate([np.ravel(a) for a in jax.tree.leaves(p)])
   assert np.abs(values).max() <= 0.2
   # Truncated at +-2 sigma, the std is 0.1 * 0.8796; 400k samples put the
   # estimate within about 0.1% of it.
@@ -53,7 +53,7 @@ def test_init_seed_is_tf_truncated_normal():
 def test_init_uniform_is_pytorch_style():
   """'uniform' draws from U(-1/sqrt(H), 1/sqrt(H)), std = bound/sqrt(3)."""
   p = jlstm.init_params(jax.random.key(3), 64, 256, scheme='uniform')
-  values = np.concatenate([np.ravel(a) for a in p])
+  values = np.concatenate([np.ravel(a) for a in jax.tree.leaves(p)])
   bound = 1 / 16
   assert np.abs(values).max() <= bound
   assert values.std() == pytest.approx(bound / np.sqrt(3), rel=0.01)
