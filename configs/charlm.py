@@ -2,7 +2,7 @@
 
 The text is ``pydoc_data.topics`` from the standard library (about 465,000
 characters, no download), its first 90% for training and the rest for
-validation. A 2-layer LSTM reads it in 64 parallel streams, 100 characters
+validation. A 2-layer LSTM reads it in 32 parallel streams, 100 characters
 at a time, carrying its state from batch to batch (truncated BPTT).
 
   jlstm train --config configs/charlm.py --workdir runs/charlm
@@ -40,15 +40,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Training length and batches: batch_size parallel streams, seq_len steps
   # of backprop through time per batch.
-  config.batch_size = 64
+  config.batch_size = 32
   config.seq_len = 100
-  config.num_train_steps = 1000
+  config.num_train_steps = 1800
   config.learning_rate = 3e-3
 
   # Reporting and checkpoints, in steps.
   config.log_every = 50
-  config.eval_every = 250
-  config.checkpoint_every = 250
+  config.eval_every = 300
+  config.checkpoint_every = 600
 
   config.data = ml_collections.ConfigDict()
   config.data.tokenizer = 'char'  # 'char' or 'word'
@@ -86,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = 'warmup_cosine'  # 'constant', 'warmup_cosine', 'step'
-  config.schedule.warmup_steps = 50
+  config.schedule.warmup_steps = 100
   config.schedule.end_factor = 0.05  # final lr / peak lr (warmup_cosine)
   config.schedule.decay_factor = 0.5  # per epoch after decay_after (step)
   config.schedule.decay_after = 4

@@ -7,8 +7,12 @@ of the recalled symbols, next to the trivial baseline's (blanks, then
 uniform guesses: 10 log 8 / (seq_len + 20) nats and 1/8).
 
   jlstm train --config configs/copy.py --workdir runs/copy
-  jlstm train --config configs/copy.py --workdir runs/copy100 \\
-    --config.seq_len=100
+
+Longer delays take many more steps (the LSTM first learns to output blanks
+and sits at the baseline for a while):
+
+  jlstm train --config configs/copy.py --workdir runs/copy50 \\
+    --config.seq_len=50 --config.num_train_steps=20000
 """
 
 import ml_collections
@@ -16,16 +20,16 @@ from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """The copy task with a delay of 20 steps and a 128-unit LSTM."""
+  """The copy task with a delay of 10 steps and a 128-unit LSTM."""
   config = ml_collections.ConfigDict()
   config.task = 'copy'
   config.seed = 0
   config.dtype = 'float32'
 
   config.batch_size = 64
-  config.seq_len = 20  # the delay T; sequences have T + 20 steps
+  config.seq_len = 10  # the delay T; sequences have T + 20 steps
   config.num_train_steps = 3000
-  config.learning_rate = 2e-3
+  config.learning_rate = 1e-2
 
   config.log_every = 100
   config.eval_every = 500

@@ -1,25 +1,25 @@
 """The plain LSTM's unroll with a hand-written backward pass.
 
 Reverse-mode autodiff of a ``lax.scan`` adds each step's weight gradient
-into the loop carry, so the backward pass spends its time on T small
-outer products. This module gives the plain cell's unroll a
-``jax.custom_vjp`` instead, shaped the way cuDNN and oneDNN shape theirs:
+into the loop carry, so its backward pass spends its time on T small outer
+products. :func:`jlstm.unroll` runs the plain cell through this module
+instead, a ``jax.custom_vjp`` shaped the way cuDNN and oneDNN shape theirs:
 
-* the forward scan stores each step's activated gates [T, B, 4H] and the
-  incoming cell state [T, B, H] (or, with ``remat``, only the state at the
-  start of every chunk of steps);
+* the forward scan keeps each step's activated gates [T, B, 4H] and its
+  incoming cell state [T, B, H] (with ``remat``, only the state at the start
+  of every chunk of steps, and the backward pass recomputes the rest);
 * the backward scan carries only the state gradients ``(dh, dc)`` and emits
-  each step's gate gradient ``dgates`` [T, B, 4H];
-* the weight gradients then come from a few large matmuls over all steps at
-  once::
+  each step's gate gradient ``dz`` [B, 4H];
+* the weight gradients come from a few large matmuls over many steps at
+  once instead of one outer product per step::
 
-    dw_x = xs ^ T @ dgates  # [I, 4H], contracting T and B
-    dw_h = hs_prev ^ T @ dgates  # [H, 4H]
-    db = sum(dgates)  # [4H]
-    dxs = dgates @ w_x ^ T  # [T, B, I]
+    dw_x = xs ^ T @ dz  # [I, 4H], contracting T and B
+    dw_h = hs_prev ^ T @ dz  # [H, 4H]
+    db = sum(dz)  # [4H]
+    dxs = dz @ w_x ^ T  # [T, B, I]
 
-The gate maths (for the pre-activations ``z``, with ``i, f, o`` sigmoids
-and ``g`` a tanh) and its derivative::
+With i, f, o sigmoids and g a tanh of the pre-activations ``z``, a step and
+its derivative are::
 
   c_t = f * c_{t-1} + i * g              h_t = o * tanh(c_t)
   dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
@@ -27,9 +27,25 @@ and ``g`` a tanh) and its derivative::
   dz_g = dc * i * (1 - g^2)              dz_o = dh * tanh(c_t) * o * (1 - o)
   dh_{t-1} = dz @ w_h^T                  dc_{t-1} = dc * f
 
-The three sigmoids and the tanh are evaluated as one tanh over all 4H
-pre-activations (``sigmoid(z) = (1 + tanh(z / 2)) / 2``), which XLA fuses
-into a single loop.
+What the measurements on a 2-core CPU decided (``jlstm bench`` and the
+notes in the README):
+
+* The input projection ``xs @ w_x`` runs as one matmul per chunk of about
+  512 rows (steps times batch) before that chunk's steps: per step it is a
+  small matmul that cost as much as the recurrent one at long sequences,
+  and hoisted for the whole sequence its [T, B, 4H] buffer costs more in
+  fresh memory than the matmul saves. With the gates saved, each step
+  writes its gates over its slot of the projection.
+* The backward pass runs a chunk of about 2048 rows at a time: the gate
+  gradients of one chunk live in a buffer every chunk reuses, and that
+  chunk's weight gradients are a few matmuls. A [T, B, 4H] gradient buffer
+  cost more in first-touch page faults than the larger matmuls saved.
+* ``h @ w_h`` against ``w_h`` as stored ([H, 4H]) forward, and
+  ``dz @ w_h^T`` against a transposed copy backward: each the faster of
+  the two layouts.
+* The three sigmoids and the tanh are one tanh over all 4H pre-activations
+  (``sigmoid(z) = (1 + tanh(z / 2)) / 2``), one fused loop.
+* Short sequences (T <= 16) run their forward pass unrolled.
 
 JAX cannot differentiate a ``custom_vjp`` function in forward mode
 (``jax.jvp``, ``jax.jacfwd``); :func:`jlstm.unroll` takes the generic scan
@@ -54,42 +70,46 @@ from jlstm.cell import is_basic
 
 Array = jax.Array
 
-
-class Plan(NamedTuple):
-  """Static choices of the fused unroll, decided by measurement.
-
-  Attributes:
-    hoist: compute the input projection ``xs @ w_x + b`` for all steps
-      before the loop (one large matmul) instead of one per step.
-    unroll: steps per scan iteration, or True to unroll fully.
-    remat: recompute the gates in the backward pass from the state saved at
-      the start of each chunk instead of storing them.
-    chunk: steps per chunk with ``remat``.
-    recurrent_nt: compute ``h @ w_h`` against ``w_h^T`` stored [4H, H].
-  """
-
-  hoist: bool = False
-  unroll: int | bool = 1
-  remat: bool = False
-  chunk: int = 64
-  recurrent_nt: bool = False
-  backward_nn: bool = False
-  concat_input: bool = False
-  inplace: bool = False
-  grad_rows: int = 0
-  one_tanh: bool = True
-
-
-def plan(
-  time: int, batch: int, input_size: int, hidden_size: int, *, unroll, remat
-) -> Plan:
-  """Picks the :class:`Plan` for one problem size."""
-  del time, batch, input_size, hidden_size
-  return Plan(unroll=unroll, remat=remat)
-
-
 #: The values of ``jlstm.unroll``'s ``impl`` argument.
 IMPLS = ('auto', 'fused', 'scan')
+
+#: Sequences up to this long run their forward pass fully unrolled.
+SHORT_SEQUENCE = 16
+
+
+class Plan(NamedTuple):
+  """Static choices of the fused unroll; the defaults won on the benchmark.
+
+  Attributes:
+    project_rows: rows (steps times batch) per chunk whose input projection
+      is one matmul; 0 projects step by step.
+    grad_rows: rows per chunk of the backward pass.
+    remat_rows: rows per chunk recomputed in the backward pass with
+      ``remat``.
+    unroll: steps per scan iteration of the training passes.
+    primal_unroll: the same for a forward pass that is not differentiated.
+    remat: keep only the state at each chunk's start and recompute the
+      gates in the backward pass.
+  """
+
+  project_rows: int = 512
+  grad_rows: int = 2048
+  remat_rows: int = 1024
+  unroll: int | bool = 1
+  primal_unroll: int | bool = 1
+  remat: bool = False
+
+
+def plan(time: int, batch: int, *, unroll, remat) -> Plan:
+  """The :class:`Plan` for T steps of batch B (``batch``)."""
+  del batch
+  primal_unroll = unroll
+  if unroll is not True and unroll == 1 and time <= SHORT_SEQUENCE:
+    primal_unroll = True
+  return Plan(unroll=unroll, primal_unroll=primal_unroll, remat=remat)
+
+
+# Dispatch -------------------------------------------------------------------
 
 
 def check_impl(impl: str, *, plain: bool = True) -> None:
@@ -126,29 +146,19 @@ def wanted(impl: str, params, xs, state) -> bool:
   return impl == 'fused' or not _forward_mode(params, xs, state)
 
 
-# The gate maths -----------------------------------------------------------
+# The gate maths -------------------------------------------------------------
 
 
-def _gate_scales(hidden_size: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-  """Per-gate ``(scale, shift)`` so that act(z) = tanh(z * s) * s + shift.
+def _activate(z: Array, hidden_size: int) -> Array:
+  """[..., 4H] pre-activations to activated gates (i, f, g, o).
 
-  With s = 1/2 and shift = 1/2 this is the sigmoid; with s = 1 and
-  shift = 0 the tanh. One tanh over all 4H entries then activates every
-  gate.
+  One tanh over all 4H entries: ``tanh(z * s) * s + (1 - s)`` is the
+  sigmoid for s = 1/2 and the tanh for s = 1.
   """
   scale = np.full((4 * hidden_size,), 0.5)
   scale[2 * hidden_size : 3 * hidden_size] = 1.0
-  return scale.astype(dtype), (1.0 - scale).astype(dtype)
-
-
-def _activate(z: Array, hidden_size: int, one_tanh: bool = True) -> Array:
-  """[..., 4H] pre-activations to activated gates (i, f, g, o)."""
-  if not one_tanh:
-    i, f, g, o = _split(z, hidden_size)
-    sig = jax.nn.sigmoid
-    return jnp.concatenate([sig(i), sig(f), jnp.tanh(g), sig(o)], axis=-1)
-  scale, shift = _gate_scales(hidden_size, z.dtype)
-  return jnp.tanh(z * scale) * scale + shift
+  scale = scale.astype(z.dtype)
+  return jnp.tanh(z * scale) * scale + (1 - scale)
 
 
 def _split(gates: Array, hidden_size: int) -> tuple[Array, ...]:
@@ -164,7 +174,7 @@ def _cell_from_gates(acts: Array, c: Array, hidden_size: int):
 
 
 def _gate_grads(acts, c_prev, c, dh, dc, hidden_size):
-  """One step's backward: returns (dz [.., 4H], dc_prev [.., H])."""
+  """One step backward: returns (dz [..., 4H], dc_prev [..., H])."""
   i, f, g, o = _split(acts, hidden_size)
   tanh_c = jnp.tanh(c)
   dc = dc + dh * o * (1 - tanh_c * tanh_c)
@@ -180,154 +190,150 @@ def _gate_grads(acts, c_prev, c, dh, dc, hidden_size):
   return dz, dc * f
 
 
-def _dot_nt(a: Array, b: Array, acc) -> Array:
-  """``a @ b^T`` for a [..., K] and b [N, K], accumulated in ``acc``."""
-  return lax.dot_general(
-    a, b, (((a.ndim - 1,), (1,)), ((), ())), preferred_element_type=acc
-  )
-
-
 def _dot(a: Array, b: Array, acc) -> Array:
   return jnp.matmul(a, b, preferred_element_type=acc)
 
 
-# Forward and backward scans ---------------------------------------------
-
-
-def _valid(t: Array, lengths: Array | None):
+def _valid(t: Array, lengths: Array | None) -> Array | None:
   """[N, 1] mask of the sequences still running at step ``t``."""
   if lengths is None:
     return None
   return (t < lengths)[:, None]
 
 
-def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save):
-  """Runs the steps t0 .. t0 + len(xs) - 1 from the state (h0, c0).
+def _mask_padding(xs: Array, t0, lengths: Array | None) -> Array:
+  """Zeros the padding of ``xs`` [T, N, F] (steps t0 ..), so NaN or inf
+  there reach no result."""
+  if lengths is None:
+    return xs
+  steps = t0 + jnp.arange(xs.shape[0])
+  valid = (steps[:, None] < lengths)[..., None]
+  return jnp.where(valid, xs, jnp.zeros((), xs.dtype))
 
-  Returns ``((h, c), hs, saved)`` where ``saved`` is ``(acts, cs_in)``,
-  the activated gates [T, N, 4H] and the incoming cell states [T, N, H],
-  when ``save`` and None otherwise.
+
+def _chunk_steps(time: int, batch: int, rows: int) -> int:
+  """Steps per chunk: the divisor of T nearest below ``rows / batch``, or T
+  when that divisor would make chunks far smaller than asked."""
+  target = max(1, rows // max(batch, 1))
+  if rows <= 0 or target >= time:
+    return time
+  best = max(d for d in range(1, target + 1) if time % d == 0)
+  return best if 4 * best >= target else time
+
+
+# The forward pass -----------------------------------------------------------
+
+
+def _forward(p: Plan, w_x, w_h, b, xs, h0, c0, lengths, t0, save, unroll):
+  """Runs the steps t0 .. t0 + T - 1 of ``xs`` [T, N, I] from (h0, c0).
+
+  Returns ``((h, c), hs, saved)`` with ``saved`` = ``(acts, cs_in)``, the
+  activated gates [T, N, 4H] and each step's incoming cell state
+  [T, N, H], when ``save``, and None otherwise.
   """
+  time, batch = xs.shape[:2]
+  chunk = _chunk_steps(time, batch, p.project_rows)
+  hoist = p.project_rows > 0
+  if chunk == time:
+    return _forward_chunk(
+      w_x, w_h, b, xs, h0, c0, lengths, t0, save, hoist, unroll
+    )
+  count = time // chunk
+
+  def run_chunk(carry, inputs):
+    xs_k, k = inputs
+    carry, hs_k, saved = _forward_chunk(
+      w_x, w_h, b, xs_k, *carry, lengths, t0 + k * chunk, save, True, unroll
+    )
+    return carry, (hs_k, saved)
+
+  carry, (hs, saved) = lax.scan(
+    run_chunk,
+    (h0, c0),
+    (xs.reshape(count, chunk, *xs.shape[1:]), jnp.arange(count)),
+  )
+
+  def merge(a):
+    return a.reshape(time, *a.shape[2:])
+
+  if saved is not None:
+    saved = tuple(merge(a) for a in saved)
+  return carry, merge(hs), saved
+
+
+def _forward_chunk(w_x, w_h, b, xs, h0, c0, lengths, t0, save, hoist, unroll):
+  """One scan over the steps of ``xs``; see :func:`_forward`."""
   hidden = w_h.shape[0]
   acc = h0.dtype
   mm_x, mm_h = compute_dtype(w_x), compute_dtype(w_h)
   b = b.astype(acc)
-  if p.recurrent_nt:
-    w_ht = w_h.T
-    recurrent = lambda h: _dot_nt(h.astype(mm_h), w_ht, acc)
+  xs = _mask_padding(xs, t0, lengths)
+  index = jnp.arange(xs.shape[0])
+  if hoist:
+    # With the gates saved, each step writes them over its slot of the
+    # projection, so they take no memory of their own.
+    projection = _dot(xs.astype(mm_x), w_x, acc)
+    inputs = index
   else:
-    recurrent = lambda h: _dot(h.astype(mm_h), w_h, acc)
-  time = xs.shape[0]
-  steps = t0 + jnp.arange(time)
-  if lengths is not None:
-    valid = (steps[:, None] < lengths)[..., None]
-    # Zeroing the padding keeps NaN or inf there out of every result.
-    xs = jnp.where(valid, xs, jnp.zeros((), xs.dtype))
-  if p.hoist:
-    seq = _dot(xs.astype(mm_x), w_x, acc) + b
-    project = lambda s: s
-  elif p.concat_input:
-    w_cat = jnp.concatenate([w_x.astype(mm_h), w_h], axis=0)
-    seq = xs
-    project = lambda x: b
-    recurrent = None
-  else:
-    seq = xs
-    project = lambda x: _dot(x.astype(mm_x), w_x, acc) + b
-
-  if save and p.inplace:
-    return _forward_inplace(
-      p, seq, project, recurrent, h0, c0, lengths, steps, hidden
-    )
+    projection = None
+    inputs = (xs, index)
 
   def step(carry, inputs):
-    h, c = carry
-    s, t = inputs
-    if recurrent is None:
-      xh = jnp.concatenate([s.astype(mm_h), h.astype(mm_h)], axis=-1)
-      z = _dot(xh, w_cat, acc) + b
+    h, c, projection = carry
+    if hoist:
+      j = inputs
+      z = lax.dynamic_index_in_dim(projection, j, keepdims=False)
     else:
-      z = project(s) + recurrent(h)
-    acts = _activate(z, hidden, p.one_tanh)
+      x, j = inputs
+      z = _dot(x.astype(mm_x), w_x, acc)
+    acts = _activate(z + _dot(h.astype(mm_h), w_h, acc) + b, hidden)
     h_new, c_new = _cell_from_gates(acts, c, hidden)
-    keep = _valid(t, lengths)
-    if keep is not None:
+    keep = _valid(t0 + j, lengths)
+    if keep is None:
+      out = h_new
+    else:
       h_new = jnp.where(keep, h_new, h)
       c_new = jnp.where(keep, c_new, c)
       out = jnp.where(keep, h_new, jnp.zeros((), acc))
-    else:
-      out = h_new
-    if save:
-      return (h_new, c_new), (out, acts, c)
-    return (h_new, c_new), out
+    if not save:
+      return (h_new, c_new, projection), out
+    if hoist:
+      projection = lax.dynamic_update_index_in_dim(projection, acts, j, 0)
+      return (h_new, c_new, projection), (out, c)
+    return (h_new, c_new, projection), (out, c, acts)
 
-  carry, ys = lax.scan(step, (h0, c0), (seq, steps), unroll=p.unroll)
-  if save:
-    hs, acts, cs_in = ys
-    return carry, hs, (acts, cs_in)
-  return carry, ys, None
-
-
-def _forward_inplace(
-  p, seq, project, recurrent, h0, c0, lengths, steps, hidden
-):
-  """The saving forward scan, writing the gates over one [T, N, 4H] buffer.
-
-  With the input projection hoisted the buffer starts as ``xs @ w_x + b``
-  and each step overwrites its slot with the activated gates.
-  """
-  acc = h0.dtype
-  time, batch = seq.shape[:2]
-  if p.hoist:
-    buf = seq
-    inputs = steps
-  else:
-    buf = jnp.zeros((time, batch, 4 * hidden), acc)
-    inputs = (seq, steps)
-
-  def step(carry, inputs):
-    h, c, buf = carry
-    if p.hoist:
-      t = inputs
-      z = lax.dynamic_index_in_dim(buf, t - steps[0], keepdims=False)
-      # A materialised copy of the slot lets XLA overwrite it in place.
-      z = lax.optimization_barrier(z) + recurrent(h)
-    else:
-      s, t = inputs
-      z = project(s) + recurrent(h)
-    acts = _activate(z, hidden, p.one_tanh)
-    buf = lax.dynamic_update_index_in_dim(buf, acts, t - steps[0], 0)
-    h_new, c_new = _cell_from_gates(acts, c, hidden)
-    keep = _valid(t, lengths)
-    if keep is not None:
-      h_new = jnp.where(keep, h_new, h)
-      c_new = jnp.where(keep, c_new, c)
-      out = jnp.where(keep, h_new, jnp.zeros((), acc))
-    else:
-      out = h_new
-    return (h_new, c_new, buf), (out, c)
-
-  (h, c, buf), (hs, cs_in) = lax.scan(
-    step, (h0, c0, buf), inputs, unroll=p.unroll
+  (h, c, projection), ys = lax.scan(
+    step, (h0, c0, projection), inputs, unroll=unroll
   )
-  return (h, c), hs, (buf, cs_in)
+  if not save:
+    return (h, c), ys, None
+  if hoist:
+    hs, cs_in = ys
+    return (h, c), hs, (projection, cs_in)
+  hs, cs_in, acts = ys
+  return (h, c), hs, (acts, cs_in)
 
 
-def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
-  """Backward scan over saved gates: returns ((dh0, dc0), dgates)."""
-  hidden = w_h.shape[0]
+# The backward pass ----------------------------------------------------------
+
+
+def _backward(p: Plan, w_ht, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
+  """Backward scan over a block of saved gates.
+
+  Args:
+    w_ht: [4H, H], the transposed recurrent matrix in the state dtype.
+    acts, cs_in, dhs: the block's gates [K, N, 4H], incoming cell states and
+      output cotangents [K, N, H].
+    c_last: [N, H] cell state after the block's last step.
+    dh, dc: [N, H] state gradients arriving from after the block.
+
+  Returns:
+    ``((dh, dc), dz)``: the state gradients before the block and the gate
+    gradients [K, N, 4H].
+  """
+  hidden = w_ht.shape[1]
   acc = dh.dtype
-  w_h = w_h.astype(acc)
-  if p.backward_nn:
-    w_ht = w_h.T
-    back = lambda dz: _dot(dz, w_ht, acc)
-  else:
-    back = lambda dz: _dot_nt(dz, w_h, acc)
   steps = t0 + jnp.arange(acts.shape[0])
-  if p.inplace:
-    return _backward_inplace(
-      back, acts, cs_in, c_last, dhs, dh, dc, lengths, steps, hidden
-    )
 
   def step(carry, inputs):
     dh, dc, c = carry
@@ -337,12 +343,13 @@ def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
       dh_t = jnp.where(keep, dh_t, jnp.zeros((), acc))
     dh_in = dh + dh_t
     dz, dc_prev = _gate_grads(a, c_prev, c, dh_in, dc, hidden)
-    if keep is not None:
+    if keep is None:
+      dh_prev = _dot(dz, w_ht, acc)
+    else:
+      # Padded steps pass the state gradients through untouched.
       dz = jnp.where(keep, dz, jnp.zeros((), acc))
       dc_prev = jnp.where(keep, dc_prev, dc)
-      dh_prev = jnp.where(keep, back(dz), dh_in)
-    else:
-      dh_prev = back(dz)
+      dh_prev = jnp.where(keep, _dot(dz, w_ht, acc), dh_in)
     return (dh_prev, dc_prev, c_prev), dz
 
   (dh, dc, _), dz = lax.scan(
@@ -355,187 +362,111 @@ def _backward(p: Plan, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
   return (dh, dc), dz
 
 
-def _backward_inplace(
-  back, buf, cs_in, c_last, dhs, dh, dc, lengths, steps, hidden
-):
-  """The backward scan, writing each step's dz over its saved gates."""
+def _block_grads(p, w_x, w_ht, block, dh, dc, lengths, t0):
+  """Gradients of one block of steps: its backward scan, then its weight
+  gradients as three matmuls over all of its rows.
+
+  Args:
+    block: ``(xs, dhs, acts, cs_in, c_last, h_start, hs)`` of the block,
+      ``h_start`` [N, H] being the state before its first step.
+
+  Returns:
+    ``((dh, dc), (dw_x, dw_h, db), dxs)``.
+  """
+  xs, dhs, acts, cs_in, c_last, h_start, hs = block
   acc = dh.dtype
-
-  def step(carry, inputs):
-    dh, dc, c, buf = carry
-    dh_t, c_prev, t = inputs
-    j = t - steps[0]
-    a = lax.optimization_barrier(
-      lax.dynamic_index_in_dim(buf, j, keepdims=False)
-    )
-    keep = _valid(t, lengths)
-    if keep is not None:
-      dh_t = jnp.where(keep, dh_t, jnp.zeros((), acc))
-    dh_in = dh + dh_t
-    dz, dc_prev = _gate_grads(a, c_prev, c, dh_in, dc, hidden)
-    if keep is not None:
-      dz = jnp.where(keep, dz, jnp.zeros((), acc))
-      dc_prev = jnp.where(keep, dc_prev, dc)
-      dh_prev = jnp.where(keep, back(dz), dh_in)
-    else:
-      dh_prev = back(dz)
-    buf = lax.dynamic_update_index_in_dim(buf, dz, j, 0)
-    return (dh_prev, dc_prev, c_prev, buf), None
-
-  (dh, dc, _, buf), _ = lax.scan(
-    step,
-    (dh, dc, c_last, buf),
-    (dhs, cs_in, steps),
-    reverse=True,
+  (dh, dc), dz = _backward(
+    p, w_ht, acts, cs_in, c_last, dhs, dh, dc, lengths, t0
   )
-  return (dh, dc), buf
+  rows = dz.reshape(-1, dz.shape[-1])
+  hs_prev = jnp.concatenate([h_start[None], hs[:-1]], axis=0)
+
+  def outer(a):
+    # One [F, K*N] @ [K*N, 4H] matmul. The barrier keeps XLA from folding
+    # the transpose of the narrow operand back into the dot, which makes
+    # XLA pick a slower matmul kernel.
+    a = a.reshape(-1, a.shape[-1]).astype(acc)
+    return _dot(lax.optimization_barrier(a.T), rows, acc)
+
+  xs = _mask_padding(xs, t0, lengths)
+  weights = (outer(xs), outer(hs_prev), rows.sum(0))
+  dxs = _dot(dz, w_x.astype(acc).T, acc)
+  return (dh, dc), weights, dxs
 
 
-def _weight_grads(xs, hs_prev, dz, lengths, t0):
-  """The weight gradients of a block of steps, as three large matmuls."""
-  acc = dz.dtype
-  if lengths is not None:
-    steps = t0 + jnp.arange(xs.shape[0])
-    valid = (steps[:, None] < lengths)[..., None]
-    xs = jnp.where(valid, xs, jnp.zeros((), xs.dtype))
-  dw_x = jnp.einsum('tni,tng->ig', xs.astype(acc), dz)
-  dw_h = jnp.einsum('tnh,tng->hg', hs_prev, dz)
-  return dw_x, dw_h, dz.sum((0, 1))
-
-
-# The custom VJP -----------------------------------------------------------
+# The custom VJP -------------------------------------------------------------
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _run(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
-  (h, c), hs, _ = _forward(p, w_x, w_h, b, xs, h0, c0, lengths, 0, False)
+  (h, c), hs, _ = _forward(
+    p, w_x, w_h, b, xs, h0, c0, lengths, 0, False, p.primal_unroll
+  )
   return h, c, hs
 
 
-def _chunked(p: Plan, xs, lengths):
-  """Pads ``xs`` [T, ...] to whole chunks: returns (xs [n, K, ...], lengths).
-
-  Padded steps run masked (``lengths`` = T where it was None), so they
-  change nothing.
-  """
-  time = xs.shape[0]
-  chunk = min(p.chunk, time)
-  count = -(-time // chunk)
-  pad = count * chunk - time
-  if pad:
-    xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)])
-    if lengths is None:
-      lengths = jnp.full(xs.shape[1:2], time, jnp.int32)
-  return xs.reshape(count, chunk, *xs.shape[1:]), lengths
-
-
 def _run_fwd(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
-  if not p.remat:
-    (h, c), hs, (acts, cs_in) = _forward(
-      p, w_x, w_h, b, xs, h0, c0, lengths, 0, True
-    )
-    residuals = (w_x, w_h, b, xs, h0, hs, acts, cs_in, c, lengths)
-    return (h, c, hs), residuals
-
-  # Only the state at the start of each chunk is kept; the backward pass
-  # recomputes the chunk's gates from it.
-  time = xs.shape[0]
-  chunks, masked = _chunked(p, xs, lengths)
-  chunk = chunks.shape[1]
-
-  def run_chunk(carry, inputs):
-    xs_k, k = inputs
-    end, hs_k, _ = _forward(
-      p, w_x, w_h, b, xs_k, *carry, masked, k * chunk, False
-    )
-    return end, (hs_k, carry)
-
-  (h, c), (hs, starts) = lax.scan(
-    run_chunk, (h0, c0), (chunks, jnp.arange(chunks.shape[0]))
+  if p.remat:
+    return _remat_fwd(p, w_x, w_h, b, xs, h0, c0, lengths)
+  (h, c), hs, (acts, cs_in) = _forward(
+    p, w_x, w_h, b, xs, h0, c0, lengths, 0, True, p.unroll
   )
-  hs = hs.reshape(-1, *hs.shape[2:])[:time]
-  return (h, c, hs), (w_x, w_h, b, xs, starts, lengths)
-
-
-def _divisor_chunk(time: int, batch: int, rows: int) -> int:
-  """Steps per chunk: a divisor of T near ``rows / batch`` (T if none)."""
-  target = max(1, rows // max(batch, 1))
-  if target >= time:
-    return time
-  best = max(d for d in range(1, target + 1) if time % d == 0)
-  return best if 4 * best >= target else time
+  residuals = (w_x, w_h, b, xs, h0, hs, acts, cs_in, c, lengths)
+  return (h, c, hs), residuals
 
 
 def _run_bwd(p: Plan, residuals, cotangents):
   if p.remat:
-    return _run_bwd_remat(p, residuals, cotangents)
+    return _remat_bwd(p, residuals, cotangents)
   w_x, w_h, b, xs, h0, hs, acts, cs_in, c_last, lengths = residuals
   dh, dc, dhs = cotangents
   acc = dh.dtype
   time, batch = xs.shape[:2]
-  chunk = _divisor_chunk(time, batch, p.grad_rows) if p.grad_rows else time
-  if chunk < time:
-    return _run_bwd_chunks(p, residuals, cotangents, chunk)
-  (dh0, dc0), dz = _backward(
-    p, w_h, acts, cs_in, c_last, dhs, dh, dc, lengths, 0
-  )
-  hs_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-  dw_x, dw_h, db = _weight_grads(xs, hs_prev, dz, lengths, 0)
-  dxs = _dot_nt(dz, w_x.astype(acc), acc)
-  return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
-
-
-def _run_bwd_chunks(p: Plan, residuals, cotangents, chunk):
-  """The backward pass a chunk of steps at a time, so the gate gradients
-  of one chunk live in a buffer that every chunk reuses."""
-  w_x, w_h, b, xs, h0, hs, acts, cs_in, c_last, lengths = residuals
-  dh, dc, dhs = cotangents
-  acc = dh.dtype
-  time = xs.shape[0]
+  chunk = _chunk_steps(time, batch, p.grad_rows)
   count = time // chunk
+  w_ht = w_h.astype(acc).T
 
   def split(a):
     return a.reshape(count, chunk, *a.shape[1:])
 
+  # The state before each chunk: h0, then the output of each chunk's end.
   h_starts = jnp.concatenate([h0[None], hs[chunk - 1 : -1 : chunk]], axis=0)
 
-  def chunk_grads(carry, inputs):
-    dh, dc, c, dw_x, dw_h, db = carry
-    acts_k, cs_k, dhs_k, xs_k, hs_k, h_k, k = inputs
-    t0 = k * chunk
-    (dh, dc), dz = _backward(
-      p, w_h, acts_k, cs_k, c, dhs_k, dh, dc, lengths, t0
+  def run_chunk(carry, inputs):
+    dh, dc, c_last, grads = carry
+    xs_k, dhs_k, acts_k, cs_k, h_k, hs_k, k = inputs
+    block = (xs_k, dhs_k, acts_k, cs_k, c_last, h_k, hs_k)
+    (dh, dc), grads_k, dxs_k = _block_grads(
+      p, w_x, w_ht, block, dh, dc, lengths, k * chunk
     )
-    hs_prev = jnp.concatenate([h_k[None], hs_k[:-1]], axis=0)
-    dw_x_k, dw_h_k, db_k = _weight_grads(xs_k, hs_prev, dz, lengths, t0)
-    dxs_k = _dot_nt(dz, w_x.astype(acc), acc)
-    carry = (dh, dc, cs_k[0], dw_x + dw_x_k, dw_h + dw_h_k, db + db_k)
-    return carry, dxs_k
+    grads = tuple(a + g for a, g in zip(grads, grads_k, strict=True))
+    return (dh, dc, cs_k[0], grads), dxs_k
 
-  zeros = (
-    jnp.zeros(w_x.shape, acc),
-    jnp.zeros(w_h.shape, acc),
-    jnp.zeros(b.shape, acc),
-  )
-  (dh0, dc0, _, dw_x, dw_h, db), dxs = lax.scan(
-    chunk_grads,
-    (dh, dc, c_last, *zeros),
+  (dh0, dc0, _, grads), dxs = lax.scan(
+    run_chunk,
+    (dh, dc, c_last, _zero_grads(w_x, w_h, b, acc)),
     (
+      split(xs),
+      split(dhs),
       split(acts),
       split(cs_in),
-      split(dhs),
-      split(xs),
-      split(hs),
       h_starts,
+      split(hs),
       jnp.arange(count),
     ),
     reverse=True,
   )
-  dxs = dxs.reshape(time, *dxs.shape[2:])
-  return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
+  return _cast_grads(
+    w_x, w_h, b, xs, grads, dxs.reshape(xs.shape[:2] + (-1,)), dh0, dc0
+  )
 
 
-def _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0):
+def _zero_grads(w_x, w_h, b, acc):
+  return tuple(jnp.zeros(a.shape, acc) for a in (w_x, w_h, b))
+
+
+def _cast_grads(w_x, w_h, b, xs, grads, dxs, dh0, dc0):
+  dw_x, dw_h, db = grads
   return (
     dw_x.astype(w_x.dtype),
     dw_h.astype(w_h.dtype),
@@ -547,52 +478,93 @@ def _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0):
   )
 
 
-def _run_bwd_remat(p: Plan, residuals, cotangents):
+# Rematerialisation ---------------------------------------------------------
+
+
+def _remat_chunks(p: Plan, xs, lengths):
+  """Splits ``xs`` [T, ...] into [n, K, ...] chunks of about
+  ``p.remat_rows`` rows, padding the end when no divisor of T fits.
+
+  Returns ``(chunks, lengths)``; padded steps run masked (``lengths`` = T
+  where it was None), so they change nothing.
+  """
+  time, batch = xs.shape[:2]
+  chunk = _chunk_steps(time, batch, p.remat_rows)
+  if chunk == time:
+    chunk = min(time, max(1, p.remat_rows // max(batch, 1)))
+  count = -(-time // chunk)
+  pad = count * chunk - time
+  if pad:
+    xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)])
+    if lengths is None:
+      lengths = jnp.full((batch,), time, jnp.int32)
+  return xs.reshape(count, chunk, *xs.shape[1:]), lengths
+
+
+def _remat_fwd(p: Plan, w_x, w_h, b, xs, h0, c0, lengths):
+  """The forward pass keeping only the state at the start of each chunk."""
+  time = xs.shape[0]
+  chunks, masked = _remat_chunks(p, xs, lengths)
+  chunk = chunks.shape[1]
+
+  def run_chunk(carry, inputs):
+    xs_k, k = inputs
+    end, hs_k, _ = _forward(
+      p, w_x, w_h, b, xs_k, *carry, masked, k * chunk, False, p.unroll
+    )
+    return end, (hs_k, carry)
+
+  (h, c), (hs, starts) = lax.scan(
+    run_chunk, (h0, c0), (chunks, jnp.arange(chunks.shape[0]))
+  )
+  hs = hs.reshape(-1, *hs.shape[2:])[:time]
+  return (h, c, hs), (w_x, w_h, b, xs, starts, lengths)
+
+
+def _remat_bwd(p: Plan, residuals, cotangents):
+  """The backward pass recomputing each chunk's gates from its start."""
   w_x, w_h, b, xs, (h_starts, c_starts), lengths = residuals
   dh, dc, dhs = cotangents
   acc = dh.dtype
   time = xs.shape[0]
-  chunks, masked = _chunked(p, xs, lengths)
+  chunks, masked = _remat_chunks(p, xs, lengths)
   count, chunk = chunks.shape[:2]
-  dhs, _ = _chunked(p, dhs, None)
+  dhs, _ = _remat_chunks(p, dhs, None)
+  w_ht = w_h.astype(acc).T
 
-  def chunk_grads(carry, inputs):
-    dh, dc, dw_x, dw_h, db = carry
+  def run_chunk(carry, inputs):
+    dh, dc, grads = carry
     xs_k, dhs_k, h_k, c_k, k = inputs
     t0 = k * chunk
     (_, c_end), hs_k, (acts, cs_in) = _forward(
-      p, w_x, w_h, b, xs_k, h_k, c_k, masked, t0, True
+      p, w_x, w_h, b, xs_k, h_k, c_k, masked, t0, True, p.unroll
     )
-    (dh, dc), dz = _backward(
-      p, w_h, acts, cs_in, c_end, dhs_k, dh, dc, masked, t0
+    block = (xs_k, dhs_k, acts, cs_in, c_end, h_k, hs_k)
+    (dh, dc), grads_k, dxs_k = _block_grads(
+      p, w_x, w_ht, block, dh, dc, masked, t0
     )
-    hs_prev = jnp.concatenate([h_k[None], hs_k[:-1]], axis=0)
-    dw_x_k, dw_h_k, db_k = _weight_grads(xs_k, hs_prev, dz, masked, t0)
-    dxs_k = _dot_nt(dz, w_x.astype(acc), acc)
-    carry = (dh, dc, dw_x + dw_x_k, dw_h + dw_h_k, db + db_k)
-    return carry, dxs_k
+    grads = tuple(a + g for a, g in zip(grads, grads_k, strict=True))
+    return (dh, dc, grads), dxs_k
 
-  zeros = (
-    jnp.zeros(w_x.shape, acc),
-    jnp.zeros(w_h.shape, acc),
-    jnp.zeros(b.shape, acc),
-  )
-  (dh0, dc0, dw_x, dw_h, db), dxs = lax.scan(
-    chunk_grads,
-    (dh, dc, *zeros),
+  (dh0, dc0, grads), dxs = lax.scan(
+    run_chunk,
+    (dh, dc, _zero_grads(w_x, w_h, b, acc)),
     (chunks, dhs, h_starts, c_starts, jnp.arange(count)),
     reverse=True,
   )
   dxs = dxs.reshape(-1, *dxs.shape[2:])[:time]
-  return _cast_grads(w_x, w_h, b, xs, dw_x, dw_h, db, dxs, dh0, dc0)
+  return _cast_grads(w_x, w_h, b, xs, grads, dxs, dh0, dc0)
 
 
 _run.defvjp(_run_fwd, _run_bwd)
 
 
+# The entry point -----------------------------------------------------------
+
+
 def _reverse_index(lengths: Array, time: int) -> Array:
-  """[T, N] time index that reverses each sequence's first ``lengths`` steps
-  and leaves the padding in place; it is its own inverse."""
+  """[T, N] time index that reverses each sequence's first ``lengths``
+  steps and leaves the padding in place; it is its own inverse."""
   t = jnp.arange(time)[:, None]
   return jnp.where(t < lengths, lengths - 1 - t, t)
 
@@ -613,12 +585,8 @@ def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
   batch_shape = state.h.shape[:-1]
   batch = int(np.prod(batch_shape, dtype=np.int64))
   hidden = params.w_h.shape[0]
-  p = plan(time, batch, params.w_x.shape[0], hidden, unroll=unroll, remat=remat)
+  p = plan(time, batch, unroll=unroll, remat=remat)
 
-  # The state may hold more batch dims than xs: right-align those of xs
-  # first, or broadcasting would pair the time axis with a batch axis.
-  missing = len(batch_shape) - (xs.ndim - 2)
-  xs = xs.reshape(xs.shape[:1] + (1,) * missing + xs.shape[1:])
   xs = jnp.broadcast_to(xs, (time, *batch_shape, xs.shape[-1]))
   flat_xs = xs.reshape(time, batch, xs.shape[-1])
   h0 = state.h.reshape(batch, hidden)

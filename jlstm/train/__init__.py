@@ -6,10 +6,12 @@ checkpoints.
 """
 
 from jlstm.train.checkpoint import Checkpointer
+from jlstm.train.checkpoint import CheckpointError
 from jlstm.train.config import ConfigError
 from jlstm.train.config import apply_override
 from jlstm.train.config import load_config_file
 from jlstm.train.config import validate
+from jlstm.train.faults import Diverged
 from jlstm.train.loop import evaluate_workdir
 from jlstm.train.loop import load_run
 from jlstm.train.loop import sample_workdir
@@ -17,6 +19,7 @@ from jlstm.train.loop import train_and_evaluate
 from jlstm.train.sampling import sample_text
 from jlstm.train.sharding import make_mesh
 from jlstm.train.sharding import place_batch
+from jlstm.train.signals import Interrupted
 from jlstm.train.state import TrainState
 from jlstm.train.state import create_train_state
 from jlstm.train.step import make_eval_step
@@ -24,8 +27,11 @@ from jlstm.train.step import make_train_step
 from jlstm.train.tasks import build_task
 
 __all__ = [
+  'CheckpointError',
   'Checkpointer',
   'ConfigError',
+  'Diverged',
+  'Interrupted',
   'TrainState',
   'apply_override',
   'build_task',

@@ -47,7 +47,18 @@ class Diverged(RuntimeError):
 
 
 def all_finite(tree: Any) -> jax.Array:
-  """True (a bool scalar) when every floating leaf of ``tree`` is finite."""
+  """True (a bool scalar) when every floating leaf of ``tree`` is finite.
+
+  Integer leaves (step counters) are ignored; an empty tree is finite.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jlstm.train.faults import all_finite
+    >>> bool(all_finite({'w': jnp.ones(2), 'step': jnp.int32(3)}))
+    True
+    >>> bool(all_finite([jnp.array([1.0, jnp.nan])]))
+    False
+  """
   leaves = [
     jnp.all(jnp.isfinite(x))
     for x in jax.tree.leaves(tree)
@@ -59,12 +70,30 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def keep_if_finite(finite: jax.Array, new: Any, old: Any) -> Any:
-  """``new`` where ``finite`` is True, else ``old``, leaf by leaf."""
+  """``new`` where ``finite`` is True, else ``old``, leaf by leaf.
+
+  Args:
+    finite: a bool scalar, e.g. from :func:`all_finite`.
+    new: the candidate pytree.
+    old: a pytree of the same structure, shapes and dtypes.
+
+  Returns:
+    A pytree like ``new``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jlstm.train.faults import keep_if_finite
+    >>> keep_if_finite(jnp.bool_(False), {'w': jnp.nan}, {'w': 1.0})
+    {'w': Array(1., dtype=float32, weak_type=True)}
+  """
   return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
 
 
 def check_workdir(workdir: str) -> None:
   """Creates ``workdir`` if needed and checks that files can be made in it.
+
+  Args:
+    workdir: the run's folder.
 
   Raises:
     OSError: with the reason, when the folder cannot be created or written

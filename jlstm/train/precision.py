@@ -8,7 +8,8 @@ the optimizer: float32 parameters with bfloat16 compute is mixed precision.
 
 The LSTM keeps its state and accumulates its matmuls in float32 whatever
 the compute dtype (see :func:`jlstm.state_dtype`), and the loss is always
-computed in float32, so bfloat16 needs no loss scaling. ``matmul_precision``
+computed in float32; bfloat16 has float32's exponent range, so it needs no
+loss scaling. ``matmul_precision``
 sets how float32 matmuls run on TPUs and recent GPUs (see
 :func:`jax.default_matmul_precision`); CPUs always compute them in full.
 """
