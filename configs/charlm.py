@@ -42,13 +42,13 @@ def get_config() -> ml_collections.ConfigDict:
   # of backprop through time per batch.
   config.batch_size = 32
   config.seq_len = 100
-  config.num_train_steps = 1800
+  config.num_train_steps = 1500
   config.learning_rate = 3e-3
 
   # Reporting and checkpoints, in steps.
   config.log_every = 50
-  config.eval_every = 300
-  config.checkpoint_every = 600
+  config.eval_every = 250
+  config.checkpoint_every = 500
 
   config.data = ml_collections.ConfigDict()
   config.data.tokenizer = 'char'  # 'char' or 'word'

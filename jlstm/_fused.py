@@ -143,6 +143,9 @@ def wanted(impl: str, params, xs, state) -> bool:
   """True when :func:`jlstm.unroll` should run the plain cell fused."""
   if impl == 'scan' or not is_basic(params):
     return False
+  # Empty sequences or batches have nothing to fuse; the scan handles them.
+  if xs.shape[0] == 0 or 0 in state.h.shape:
+    return False
   return impl == 'fused' or not _forward_mode(params, xs, state)
 
 
@@ -171,23 +174,6 @@ def _cell_from_gates(acts: Array, c: Array, hidden_size: int):
   i, f, g, o = _split(acts, hidden_size)
   c = f * c + i * g
   return o * jnp.tanh(c), c
-
-
-def _gate_grads(acts, c_prev, c, dh, dc, hidden_size):
-  """One step backward: returns (dz [..., 4H], dc_prev [..., H])."""
-  i, f, g, o = _split(acts, hidden_size)
-  tanh_c = jnp.tanh(c)
-  dc = dc + dh * o * (1 - tanh_c * tanh_c)
-  dz = jnp.concatenate(
-    [
-      dc * g * i * (1 - i),
-      dc * c_prev * f * (1 - f),
-      dc * i * (1 - g * g),
-      dh * tanh_c * o * (1 - o),
-    ],
-    axis=-1,
-  )
-  return dz, dc * f
 
 
 def _dot(a: Array, b: Array, acc) -> Array:
@@ -320,6 +306,14 @@ def _forward_chunk(w_x, w_h, b, xs, h0, c0, lengths, t0, save, hoist, unroll):
 def _backward(p: Plan, w_ht, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
   """Backward scan over a block of saved gates.
 
+  Every factor of the gate gradients that does not depend on the arriving
+  state gradients is computed for the whole block at once, so each step
+  is one fused multiply and one matmul::
+
+    q = [g i (1 - i), c_{t-1} f (1 - f), i (1 - g^2), tanh(c_t) o (1 - o)]
+    dc = dc + dh * o (1 - tanh(c_t)^2)
+    dz = q * [dc, dc, dc, dh]
+
   Args:
     w_ht: [4H, H], the transposed recurrent matrix in the state dtype.
     acts, cs_in, dhs: the block's gates [K, N, 4H], incoming cell states and
@@ -333,16 +327,35 @@ def _backward(p: Plan, w_ht, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
   """
   hidden = w_ht.shape[1]
   acc = dh.dtype
+  i, f, g, o = _split(acts, hidden)
+  tanh_c = jnp.tanh(jnp.concatenate([cs_in[1:], c_last[None]], axis=0))
+  q = jnp.concatenate(
+    [
+      g * i * (1 - i),
+      cs_in * f * (1 - f),
+      i * (1 - g * g),
+      tanh_c * o * (1 - o),
+    ],
+    axis=-1,
+  )
+  dc_dh = o * (1 - tanh_c * tanh_c)
+  # [1, 1, 1, 0] and [0, 0, 0, 1] over the gate blocks: which of dc and dh
+  # multiplies each block of q.
+  from_dc = np.repeat(np.array([1, 1, 1, 0], acc), hidden)
   steps = t0 + jnp.arange(acts.shape[0])
 
   def step(carry, inputs):
-    dh, dc, c = carry
-    dh_t, a, c_prev, t = inputs
+    dh, dc = carry
+    dh_t, q_t, dc_dh_t, f_t, t = inputs
     keep = _valid(t, lengths)
     if keep is not None:
       dh_t = jnp.where(keep, dh_t, jnp.zeros((), acc))
     dh_in = dh + dh_t
-    dz, dc_prev = _gate_grads(a, c_prev, c, dh_in, dc, hidden)
+    dc_in = dc + dh_in * dc_dh_t
+    dz = q_t * (
+      from_dc * jnp.tile(dc_in, 4) + (1 - from_dc) * jnp.tile(dh_in, 4)
+    )
+    dc_prev = dc_in * f_t
     if keep is None:
       dh_prev = _dot(dz, w_ht, acc)
     else:
@@ -350,12 +363,12 @@ def _backward(p: Plan, w_ht, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
       dz = jnp.where(keep, dz, jnp.zeros((), acc))
       dc_prev = jnp.where(keep, dc_prev, dc)
       dh_prev = jnp.where(keep, _dot(dz, w_ht, acc), dh_in)
-    return (dh_prev, dc_prev, c_prev), dz
+    return (dh_prev, dc_prev), dz
 
-  (dh, dc, _), dz = lax.scan(
+  (dh, dc), dz = lax.scan(
     step,
-    (dh, dc, c_last),
-    (dhs, acts, cs_in, steps),
+    (dh, dc),
+    (dhs, q, dc_dh, f, steps),
     reverse=True,
     unroll=p.unroll,
   )
@@ -364,7 +377,7 @@ def _backward(p: Plan, w_ht, acts, cs_in, c_last, dhs, dh, dc, lengths, t0):
 
 def _block_grads(p, w_x, w_ht, block, dh, dc, lengths, t0):
   """Gradients of one block of steps: its backward scan, then its weight
-  gradients as three matmuls over all of its rows.
+  gradients as one matmul and one sum over all of its rows.
 
   Args:
     block: ``(xs, dhs, acts, cs_in, c_last, h_start, hs)`` of the block,
@@ -381,15 +394,16 @@ def _block_grads(p, w_x, w_ht, block, dh, dc, lengths, t0):
   rows = dz.reshape(-1, dz.shape[-1])
   hs_prev = jnp.concatenate([h_start[None], hs[:-1]], axis=0)
 
-  def outer(a):
-    # One [F, K*N] @ [K*N, 4H] matmul. The barrier keeps XLA from folding
-    # the transpose of the narrow operand back into the dot, which makes
-    # XLA pick a slower matmul kernel.
-    a = a.reshape(-1, a.shape[-1]).astype(acc)
-    return _dot(lax.optimization_barrier(a.T), rows, acc)
-
-  xs = _mask_padding(xs, t0, lengths)
-  weights = (outer(xs), outer(hs_prev), rows.sum(0))
+  # dw_x and dw_h in one [I + H, K*N] @ [K*N, 4H] matmul, so dz streams
+  # through once. The barrier keeps XLA from folding the transpose back
+  # into the dot, which makes it pick a slower matmul kernel.
+  inputs = jnp.concatenate(
+    [_mask_padding(xs, t0, lengths).astype(acc), hs_prev], axis=-1
+  )
+  inputs = lax.optimization_barrier(inputs.reshape(-1, inputs.shape[-1]).T)
+  both = _dot(inputs, rows, acc)
+  width = xs.shape[-1]
+  weights = (both[:width], both[width:], rows.sum(0))
   dxs = _dot(dz, w_x.astype(acc).T, acc)
   return (dh, dc), weights, dxs
 
@@ -587,6 +601,9 @@ def unroll(params, xs, state: LSTMState, *, lengths, reverse, unroll, remat):
   hidden = params.w_h.shape[0]
   p = plan(time, batch, unroll=unroll, remat=remat)
 
+  # Batch dims broadcast right-aligned, behind the time axis.
+  missing = len(batch_shape) - (xs.ndim - 2)
+  xs = xs.reshape(time, *(1,) * missing, *xs.shape[1:])
   xs = jnp.broadcast_to(xs, (time, *batch_shape, xs.shape[-1]))
   flat_xs = xs.reshape(time, batch, xs.shape[-1])
   h0 = state.h.reshape(batch, hidden)

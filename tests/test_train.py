@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from jlstm import data
 from jlstm import train
@@ -21,6 +22,27 @@ from jlstm.train import tasks as tasks_lib
 from jlstm.train.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module', autouse=False)
+def shared_compile_cache(tmp_path_factory):
+  """Lets this module's runs reuse each other's compiled steps.
+
+  Every run builds fresh jitted functions, so without a persistent cache
+  each one compiles again; compiling, not training, is most of a tiny
+  run's time. The previous settings come back after the module.
+  """
+  old_dir = jax.config.jax_compilation_cache_dir
+  old_min = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update(
+    'jax_compilation_cache_dir', str(tmp_path_factory.mktemp('xla_cache'))
+  )
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  compilation_cache.reset_cache()
+  yield
+  jax.config.update('jax_compilation_cache_dir', old_dir)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', old_min)
+  compilation_cache.reset_cache()
 
 
 def _config(name):
