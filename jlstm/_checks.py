@@ -33,9 +33,7 @@ def shape_tuple(name: str, value: Any) -> tuple[int, ...]:
   try:
     dims = tuple(operator.index(d) for d in value)
   except TypeError:
-    raise TypeError(
-      f'{name} must be a tuple of ints; got {value!r}'
-    ) from None
+    raise TypeError(f'{name} must be a tuple of ints; got {value!r}') from None
   if any(d < 0 for d in dims):
     raise ValueError(f'{name} must hold non-negative ints; got {dims}')
   return dims
@@ -49,9 +47,7 @@ def floating(name: str, x: Any) -> None:
   """Raises TypeError unless ``x`` is a floating array."""
   dtype = getattr(x, 'dtype', None)
   if dtype is None:
-    raise TypeError(
-      f'{name} must be an array; got {type(x).__name__}'
-    )
+    raise TypeError(f'{name} must be an array; got {type(x).__name__}')
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f'{name} must have a floating dtype; got {dtype}')
 
@@ -89,8 +85,7 @@ def _check_field(name: str, value: Any, shape: tuple[int, ...], what: str):
   floating(name, value)
   if tuple(value.shape) != shape:
     raise ValueError(
-      f'{name} must be {what} = {list(shape)}; got shape '
-      f'{tuple(value.shape)}'
+      f'{name} must be {what} = {list(shape)}; got shape {tuple(value.shape)}'
     )
 
 
@@ -211,9 +206,7 @@ def check_lengths(lengths: Any, batch_shape: tuple[int, ...], time: int):
   if not hasattr(lengths, 'dtype'):
     lengths = np.asarray(lengths)
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
-    raise TypeError(
-      f'lengths must have an integer dtype; got {lengths.dtype}'
-    )
+    raise TypeError(f'lengths must have an integer dtype; got {lengths.dtype}')
   try:
     np.broadcast_shapes(tuple(lengths.shape), batch_shape)
     fits = tuple(lengths.shape) == batch_shape or np.broadcast_shapes(

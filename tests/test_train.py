@@ -24,7 +24,7 @@ from jlstm.train.metrics import read_metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope='module', autouse=False)
+@pytest.fixture(scope='module', autouse=True)
 def shared_compile_cache(tmp_path_factory):
   """Lets this module's runs reuse each other's compiled steps.
 
