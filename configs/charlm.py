@@ -19,7 +19,8 @@ Then:
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from jlstm.train import config as config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -50,46 +51,39 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 250
   config.checkpoint_every = 500
 
-  config.data = ml_collections.ConfigDict()
-  config.data.tokenizer = 'char'  # 'char' or 'word'
-  config.data.path = ''  # a UTF-8 file; '' is the built-in pydoc_data text
-  # Pre-split corpora: set these instead of path (test_path is optional).
-  config.data.train_path = ''
-  config.data.val_path = ''
-  config.data.test_path = ''
-  config.data.val_fraction = 0.1
-  config.data.test_fraction = 0.0
-  config.data.vocab_size = 0  # with the unknown token; 0 keeps every token
+  # Any UTF-8 file instead: data.path, or data.train_path / val_path /
+  # test_path for pre-split corpora (jlstm.train.config.text_data_group).
+  config.data = config_lib.text_data_group(
+    tokenizer='char',  # 'char' or 'word'
+    path='',  # '' is the built-in pydoc_data text
+    val_fraction=0.1,
+    vocab_size=0,  # with the unknown token; 0 keeps every token
+  )
 
-  config.model = ml_collections.ConfigDict()
-  config.model.hidden_size = 256
-  config.model.num_layers = 2
-  config.model.embed_size = 64  # 0 feeds characters one-hot
-  config.model.dropout = 0.0
-  config.model.init = 'uniform'  # 'uniform', 'glorot' or 'seed'
-  config.model.init_scale = config_dict.placeholder(float)  # None: default
-  config.model.forget_bias = config_dict.placeholder(float)
-  config.model.unroll = 1  # time steps per scan iteration
+  # Every model key and what it sets: jlstm.train.config.model_group.
+  # Variants (layer_norm, peepholes, proj_size, ...) leave the fused fast
+  # path for the generic scan.
+  config.model = config_lib.model_group(
+    hidden_size=256,
+    num_layers=2,
+    embed_size=64,  # 0 feeds characters one-hot
+    dropout=0.0,
+    init='uniform',  # 'uniform', 'glorot' or 'seed'
+  )
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'adam'  # 'adam', 'adamw', 'sgd' or 'momentum'
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 0.0  # adamw only
-  config.optimizer.momentum = 0.9  # momentum only
-  config.optimizer.nesterov = False
-  config.optimizer.grad_clip = 1.0  # global-norm clipping; 0 turns it off
+  config.optimizer = config_lib.optimizer_group(
+    name='adam',  # 'adam', 'adamw', 'sgd' or 'momentum'
+    grad_clip=1.0,  # global-norm clipping; 0 turns it off
+  )
   # A step with a non-finite loss or gradient changes nothing; then
   # 'stop' ends the run naming the step, 'skip' goes on and counts it.
   config.on_nonfinite = 'stop'
 
-  config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = 'warmup_cosine'  # 'constant', 'warmup_cosine', 'step'
-  config.schedule.warmup_steps = 100
-  config.schedule.end_factor = 0.05  # final lr / peak lr (warmup_cosine)
-  config.schedule.decay_factor = 0.5  # per epoch after decay_after (step)
-  config.schedule.decay_after = 4
+  config.schedule = config_lib.schedule_group(
+    name='warmup_cosine',  # 'constant', 'warmup_cosine' or 'step'
+    warmup_steps=100,
+    end_factor=0.05,  # final lr / peak lr
+  )
 
   # Text generated at every evaluation, into samples.txt.
   config.sample = ml_collections.ConfigDict()

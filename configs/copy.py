@@ -16,7 +16,8 @@ and sits at the baseline for a while):
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from jlstm.train import config as config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -41,30 +42,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.steps_per_epoch = 1000  # batches per "epoch" (step schedule)
   config.data.eval_batches = 20  # fixed validation/test batches
 
-  config.model = ml_collections.ConfigDict()
-  config.model.hidden_size = 128
-  config.model.num_layers = 1
-  config.model.dropout = 0.0
-  config.model.init = 'glorot'
-  config.model.init_scale = config_dict.placeholder(float)
-  config.model.forget_bias = config_dict.placeholder(float)
-  config.model.unroll = 1
+  config.model = config_lib.model_group(
+    hidden_size=128,
+    num_layers=1,
+    init='glorot',
+  )
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'adam'
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.momentum = 0.9
-  config.optimizer.nesterov = False
-  config.optimizer.grad_clip = 1.0
+  config.optimizer = config_lib.optimizer_group(name='adam', grad_clip=1.0)
   config.on_nonfinite = 'stop'  # or 'skip' (see configs/charlm.py)
 
-  config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = 'warmup_cosine'
-  config.schedule.warmup_steps = 100
-  config.schedule.end_factor = 0.05
-  config.schedule.decay_factor = 0.5
-  config.schedule.decay_after = 4
+  config.schedule = config_lib.schedule_group(name='warmup_cosine')
   return config

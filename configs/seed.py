@@ -11,7 +11,8 @@ line ends as an end-of-sentence token.
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from jlstm.train import config as config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,43 +31,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 500
   config.checkpoint_every = 500
 
-  config.data = ml_collections.ConfigDict()
-  config.data.tokenizer = 'word'
-  config.data.path = ''  # '' is the built-in pydoc_data text
-  config.data.train_path = ''
-  config.data.val_path = ''
-  config.data.test_path = ''
-  config.data.val_fraction = 0.1
-  config.data.test_fraction = 0.0
-  config.data.vocab_size = 300  # 299 words + the unknown token
+  config.data = config_lib.text_data_group(
+    tokenizer='word',  # line ends are an end-of-sentence token
+    path='',  # '' is the built-in pydoc_data text
+    vocab_size=300,  # 299 words + the unknown token
+  )
 
-  config.model = ml_collections.ConfigDict()
-  config.model.hidden_size = 256
-  config.model.num_layers = 1
-  config.model.embed_size = 0  # one-hot: 300 classes are 300 features
-  config.model.dropout = 0.0
-  config.model.init = 'seed'  # truncated normal, stddev init_scale
-  config.model.init_scale = 0.1
-  config.model.forget_bias = config_dict.placeholder(float)
-  config.model.unroll = 1
+  config.model = config_lib.model_group(
+    hidden_size=256,
+    num_layers=1,
+    embed_size=0,  # one-hot: 300 classes are 300 features
+    init='seed',  # truncated normal, stddev init_scale
+    init_scale=0.1,
+  )
 
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'adam'
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
-  config.optimizer.weight_decay = 0.0
-  config.optimizer.momentum = 0.9
-  config.optimizer.nesterov = False
-  config.optimizer.grad_clip = 1.0
+  config.optimizer = config_lib.optimizer_group(name='adam', grad_clip=1.0)
   config.on_nonfinite = 'stop'  # or 'skip' (see configs/charlm.py)
 
-  config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = 'warmup_cosine'
-  config.schedule.warmup_steps = 100
-  config.schedule.end_factor = 0.05
-  config.schedule.decay_factor = 0.5
-  config.schedule.decay_after = 4
+  config.schedule = config_lib.schedule_group(name='warmup_cosine')
 
   config.sample = ml_collections.ConfigDict()
   config.sample.prompt = 'The '

@@ -7,7 +7,7 @@ reads::
   params = {
     'embed': [V, E],  # token inputs with embed_size > 0
     'lstm': params[layer][direction],  # see jlstm.init_stack
-    'head': {'w': [D * H, O], 'b': [O]},
+    'head': {'w': [D * H_out, O], 'b': [O]},
   }
 
 Token inputs are either looked up in ``embed`` or fed one-hot (then the
@@ -15,8 +15,14 @@ LSTM's ``w_x`` is the embedding, as in the TF1 notebook). The readout is a
 linear map of every step's output: logits for a softmax over the vocabulary
 in a language model, one number per step for regression.
 
+The stack takes every option of :func:`jlstm.init_stack` and
+:func:`jlstm.unroll_stack`: bidirectional layers, projection, peepholes,
+layer normalisation, cell clipping, coupled gates, variational dropout and
+zoneout.
+
 Axis legend: T time, B batch, I input features, V vocabulary, E embedding,
-H hidden, D directions, O outputs.
+H hidden, H_out the LSTM's output size (``proj_size`` or H), D directions,
+O outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 import jlstm
+from jlstm.cell import check_rate
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -36,8 +43,16 @@ Params = dict[str, Any]
 
 def _dropout(key: Array, rate: float, x: Array) -> Array:
   """Inverted dropout: zeroes with probability ``rate``, scales the rest."""
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+  return x * jlstm.dropout_mask(key, rate, x.shape, x.dtype)
+
+
+#: The per-step regularisers of the LSTM stack, passed to unroll_stack.
+_CELL_RATES = (
+  'input_dropout',
+  'recurrent_dropout',
+  'zoneout_cell',
+  'zoneout_hidden',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +76,24 @@ class SequenceModel:
     forget_bias: if given, the stored forget-gate bias at init.
     unroll: time steps per scan iteration, see :func:`jlstm.unroll`.
     dtype: the parameters' floating dtype.
+    bidirectional: every layer also runs backwards (PyTorch semantics, see
+      :func:`jlstm.unroll_stack`). A model that predicts what comes next
+      (a language model) must not see it, so only tasks that read a whole
+      input first use this.
+    proj_size: P, project every layer's output to P units (LSTMP); 0 for
+      none.
+    peepholes: peephole connections from the cell state to the gates.
+    layer_norm: layer-normalised gates and cell output (Ba et al. 2016).
+    cell_clip: bound on the cell state; 0 for none.
+    proj_clip: bound on the projected output; 0 for none.
+    coupled: coupled input and forget gates (CIFG, ``i = 1 - f``).
+    input_dropout: variational dropout rate on every layer's inputs (one
+      mask per sequence), when training.
+    recurrent_dropout: variational dropout rate on the recurrent ``h``.
+    zoneout_cell: zoneout probability of the cell state.
+    zoneout_hidden: zoneout probability of ``h``.
+    remat: recompute each step in the backward pass instead of storing it
+      (memory for long sequences), see :func:`jlstm.unroll`.
   """
 
   input_size: int
@@ -75,12 +108,39 @@ class SequenceModel:
   forget_bias: float | None = None
   unroll: int = 1
   dtype: Any = jnp.float32
+  bidirectional: bool = False
+  proj_size: int = 0
+  peepholes: bool = False
+  layer_norm: bool = False
+  cell_clip: float = 0.0
+  proj_clip: float = 0.0
+  coupled: bool = False
+  input_dropout: float = 0.0
+  recurrent_dropout: float = 0.0
+  zoneout_cell: float = 0.0
+  zoneout_hidden: float = 0.0
+  remat: bool = False
 
   def __post_init__(self):
     for name in ('input_size', 'hidden_size', 'output_size', 'num_layers'):
       value = getattr(self, name)
       if not isinstance(value, int) or value < 1:
         raise ValueError(f'{name} must be a positive int; got {value!r}')
+    if not isinstance(self.proj_size, int) or self.proj_size < 0:
+      raise ValueError(
+        f'proj_size must be 0 (no projection) or a positive int; got '
+        f'{self.proj_size!r}'
+      )
+    for name in ('cell_clip', 'proj_clip'):
+      value = getattr(self, name)
+      if not isinstance(value, int | float) or value < 0:
+        raise ValueError(f'{name} must be 0 (off) or positive; got {value!r}')
+    if self.proj_clip and not self.proj_size:
+      raise ValueError(
+        f'proj_clip={self.proj_clip} bounds a projection, but proj_size is 0'
+      )
+    for name in _CELL_RATES:
+      check_rate(name, getattr(self, name))
     if self.embed_size < 0 or (self.embed_size and not self.token_inputs):
       raise ValueError(
         'embed_size must be 0, or positive with token_inputs=True; got '
@@ -94,11 +154,23 @@ class SequenceModel:
     """The width of the LSTM's input: E, V (one-hot) or I."""
     return self.embed_size or self.input_size
 
+  @property
+  def lstm_output_size(self) -> int:
+    """The width of the LSTM's output that the readout reads: D * H_out."""
+    directions = 2 if self.bidirectional else 1
+    return directions * (self.proj_size or self.hidden_size)
+
+  @property
+  def stochastic(self) -> bool:
+    """True when training draws random numbers (dropout or zoneout)."""
+    rates = [self.dropout] + [getattr(self, name) for name in _CELL_RATES]
+    return any(rate > 0 for rate in rates)
+
   def init(self, key: Array) -> Params:
     """Draws the parameters.
 
     Embeddings come from N(0, 1); the readout from U(-s, s) with s =
-    1/sqrt(H), its bias zero; the LSTM from ``init_scheme``.
+    1/sqrt(D * H_out), its bias zero; the LSTM from ``init_scheme``.
 
     Args:
       key: a PRNG key.
@@ -125,16 +197,20 @@ class SequenceModel:
       self.lstm_input_size,
       self.hidden_size,
       num_layers=self.num_layers,
+      bidirectional=self.bidirectional,
+      proj_size=self.proj_size or None,
       scheme=self.init_scheme,
       scale=self.init_scale,
       forget_bias=self.forget_bias,
+      peepholes=self.peepholes,
+      layer_norm=self.layer_norm,
       dtype=self.dtype,
     )
-    bound = 1.0 / math.sqrt(self.hidden_size)
+    bound = 1.0 / math.sqrt(self.lstm_output_size)
     params['head'] = {
       'w': jax.random.uniform(
         k_head,
-        (self.hidden_size, self.output_size),
+        (self.lstm_output_size, self.output_size),
         self.dtype,
         -bound,
         bound,
@@ -147,7 +223,8 @@ class SequenceModel:
     """The all-zero LSTM state for ``batch_size`` sequences.
 
     Returns:
-      ``states[layer][direction]`` of :class:`jlstm.LSTMState`, [B, H].
+      ``states[layer][direction]`` of :class:`jlstm.LSTMState`: ``h``
+      [B, H_out], ``c`` [B, H].
     """
     return jlstm.zero_stack_state(params['lstm'], (batch_size,))
 
@@ -167,8 +244,10 @@ class SequenceModel:
       inputs: [T, B] int ids (token inputs) or [T, B, I] features.
       states: the LSTM states to start from, nested as
         ``states[layer][direction]`` [B, H]; zeros when None.
-      key: PRNG key for dropout; needed when training with dropout > 0.
-      training: apply dropout.
+      key: PRNG key for dropout and zoneout; needed when training with a
+        rate > 0.
+      training: apply dropout and random zoneout (out of training zoneout
+        takes its expectation).
 
     Returns:
       ``(outputs, states)``: the readout of every step [T, B, O] in float32
@@ -194,9 +273,14 @@ class SequenceModel:
         f'inputs must be {layout}; got shape {tuple(inputs.shape)}'
       )
     use_dropout = training and self.dropout > 0.0
-    if use_dropout and key is None:
-      raise ValueError('training with dropout > 0 needs a PRNG key')
-    keys = jax.random.split(key, 3) if use_dropout else [None] * 3
+    if training and self.stochastic and key is None:
+      raise ValueError(
+        'training with dropout or zoneout > 0 needs a PRNG key; pass key=... '
+        'or training=False'
+      )
+    keys = (
+      jax.random.split(key, 3) if training and self.stochastic else [None] * 3
+    )
 
     if not self.token_inputs:
       xs = inputs.astype(self.dtype)
@@ -214,7 +298,12 @@ class SequenceModel:
       dropout=self.dropout,
       key=keys[1],
       training=training,
+      cell_clip=self.cell_clip or None,
+      proj_clip=self.proj_clip or None,
+      coupled=self.coupled,
       unroll=self.unroll,
+      remat=self.remat,
+      **{name: getattr(self, name) for name in _CELL_RATES},
     )
     if use_dropout:
       hs = _dropout(keys[2], self.dropout, hs)
@@ -245,11 +334,20 @@ def language_model(
   Returns:
     A :class:`SequenceModel`.
 
+  Raises:
+    ValueError: ``bidirectional=True``: the backward direction would read
+      the very token the model is asked to predict.
+
   Example:
     >>> from jlstm import models
     >>> models.language_model(300, 256).lstm_input_size
     300
   """
+  if kwargs.get('bidirectional'):
+    raise ValueError(
+      'bidirectional must be False for a language model: its backward '
+      'direction would read the next token, the one it predicts'
+    )
   return SequenceModel(
     input_size=vocab_size,
     hidden_size=hidden_size,

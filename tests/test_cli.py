@@ -70,6 +70,32 @@ def test_cli_bad_value_is_one_line_exit_2(capsys, tmp_path):
   _assert_one_line_error(code, err, 'optimizer.name must be one of')
 
 
+@pytest.mark.parametrize(
+  'override,pattern',
+  [
+    ('model.bidirectional=true', 'bidirectional must be False'),
+    ('model.input_dropout=1.5', 'input_dropout must be a number in [0, 1)'),
+    ('model.proj_clip=2.0', 'proj_clip=2.0 bounds a projection'),
+    ('model.init=he', 'model.init must be one of'),
+  ],
+)
+def test_cli_model_that_cannot_be_built_is_one_line_exit_2(
+  capsys, tmp_path, override, pattern
+):
+  """Model keys of the right type that make no model: one line, code 2."""
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    f'--config.{override}',
+  )
+  _assert_one_line_error(code, err, pattern)
+  assert not (tmp_path / 'run').exists()
+
+
 def test_cli_missing_data_file_is_one_line_exit_2(capsys, tmp_path):
   """A data.path that does not exist is reported with its path."""
   missing = tmp_path / 'missing.txt'

@@ -130,6 +130,56 @@ def test_train_step_changes_every_parameter(stepped):
   assert math.isfinite(float(metrics['loss']))
 
 
+@pytest.mark.parametrize(
+  'name,overrides',
+  [
+    (
+      'charlm.py',
+      {
+        'model.num_layers': 2,
+        'model.proj_size': 8,
+        'model.peepholes': True,
+        'model.layer_norm': True,
+        'model.cell_clip': 3.0,
+        'model.input_dropout': 0.1,
+        'model.recurrent_dropout': 0.1,
+        'model.zoneout_cell': 0.1,
+        'model.zoneout_hidden': 0.05,
+        'model.remat': True,
+      },
+    ),
+    ('copy.py', {'model.bidirectional': True, 'model.coupled': True}),
+  ],
+)
+def test_train_step_with_model_variants_changes_every_parameter(
+  tmp_path, name, overrides
+):
+  """The variant keys of the model group reach the model, and one train
+  step moves every parameter array of it."""
+  if name == 'charlm.py':
+    config = tiny_lm_config(tmp_path, **overrides)
+  else:
+    config = _config(name)
+    config.batch_size, config.seq_len = 4, 3
+    config.data.copy_length = 2
+    config.model.hidden_size = 8
+    for key, value in overrides.items():
+      config.model[key.split('.')[1]] = value
+  task, mesh, state, step = _built(config)
+  model = task.model
+  for key, value in overrides.items():
+    assert getattr(model, key.split('.')[1]) == value, key
+  before = jax.device_get(state.params)
+  state, metrics = step(state, train.place_batch(next(task.train_stream), mesh))
+  after = jax.device_get(state.params)
+  paths = jax.tree_util.tree_leaves_with_path(before)
+  assert len(paths) == len(jax.tree.leaves(after))
+  for (path, old), new in zip(paths, jax.tree.leaves(after), strict=True):
+    assert np.all(np.isfinite(new)), jax.tree_util.keystr(path)
+    assert not np.array_equal(old, new), jax.tree_util.keystr(path)
+  assert math.isfinite(float(metrics['loss']))
+
+
 def test_train_step_compiles_once(stepped):
   """The donated, jitted step is traced once, then reused by later calls."""
   *_, step = stepped
@@ -199,6 +249,7 @@ def _final_latest(workdir):
   return jax.device_get(state), step
 
 
+@pytest.mark.slow
 def test_train_resume_equals_uninterrupted_run(tmp_path):
   """Stopped at step 5 and resumed, a run ends bit-identical to one that
   never stopped: parameters, optimizer state, carry, key, val losses."""
@@ -343,6 +394,7 @@ def test_word_task_has_seed_shapes():
   assert batch['inputs'].shape == (10, 32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   'name,metric,baseline',
   [
@@ -363,6 +415,8 @@ def test_synthetic_tasks_report_metric_next_to_baseline(
   config.checkpoint_every = 4
   config.model.hidden_size = 8
   config.data.eval_batches = 2
+  if 'copy_length' in config.data:
+    config.data.copy_length = 3
   workdir = tmp_path / 'run'
   result = train.train_and_evaluate(config, workdir, verbose=False)
   assert metric in result

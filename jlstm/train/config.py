@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict
 
 from jlstm.train.faults import NONFINITE_POLICIES
 
@@ -47,6 +48,163 @@ REQUIRED = {
 
 class ConfigError(ValueError):
   """A config that cannot run: unknown key, wrong type or bad value."""
+
+
+def _group(
+  group: str, defaults: dict[str, Any], values: dict[str, Any]
+) -> ml_collections.ConfigDict:
+  unknown = sorted(set(values) - set(defaults))
+  if unknown:
+    raise TypeError(
+      f'{group} has no key {unknown[0]!r}; its keys are {", ".join(defaults)}'
+    )
+  return ml_collections.ConfigDict({**defaults, **values})
+
+
+def model_group(**values: Any) -> ml_collections.ConfigDict:
+  """The ``model`` group of a config: every key with its default.
+
+  The keys, their defaults, and what they set (see
+  :class:`jlstm.models.SequenceModel` and :func:`jlstm.unroll_stack`):
+
+  * ``hidden_size`` 256, ``num_layers`` 1; ``embed_size`` 0 (token inputs
+    only: the width of an embedding; 0 feeds tokens one-hot).
+  * ``init`` ``'uniform'`` (one of ``jlstm.INIT_SCHEMES``), ``init_scale``
+    None (the scheme's default), ``forget_bias`` None (the scheme's choice).
+  * ``dropout`` 0: on the embeddings, between layers and before the
+    readout.
+  * Cell variants: ``bidirectional`` False (not for language models),
+    ``proj_size`` 0 (LSTMP; 0 for none), ``peepholes`` False,
+    ``layer_norm`` False, ``cell_clip`` 0 and ``proj_clip`` 0 (0 for
+    none), ``coupled`` False (CIFG).
+  * Regularisers inside the recurrence: ``input_dropout`` and
+    ``recurrent_dropout`` 0 (variational: one mask per sequence),
+    ``zoneout_cell`` and ``zoneout_hidden`` 0.
+  * ``unroll`` 1 (time steps per scan iteration), ``remat`` False
+    (recompute steps in the backward pass, for long sequences).
+
+  The plain cell with the default run-time options trains through the
+  fused fast path; any variant runs the generic scan.
+
+  Args:
+    **values: keys to set, e.g. ``hidden_size=128``.
+
+  Returns:
+    A ConfigDict with every key.
+
+  Raises:
+    TypeError: a key that is not one of the above.
+
+  Example:
+    >>> from jlstm.train import config as config_lib
+    >>> model = config_lib.model_group(hidden_size=128, layer_norm=True)
+    >>> model.hidden_size, model.layer_norm, model.proj_size
+    (128, True, 0)
+  """
+  defaults = {
+    'hidden_size': 256,
+    'num_layers': 1,
+    'embed_size': 0,
+    'init': 'uniform',
+    'init_scale': config_dict.placeholder(float),
+    'forget_bias': config_dict.placeholder(float),
+    'dropout': 0.0,
+    'bidirectional': False,
+    'proj_size': 0,
+    'peepholes': False,
+    'layer_norm': False,
+    'cell_clip': 0.0,
+    'proj_clip': 0.0,
+    'coupled': False,
+    'input_dropout': 0.0,
+    'recurrent_dropout': 0.0,
+    'zoneout_cell': 0.0,
+    'zoneout_hidden': 0.0,
+    'unroll': 1,
+    'remat': False,
+  }
+  return _group('model', defaults, values)
+
+
+def text_data_group(**values: Any) -> ml_collections.ConfigDict:
+  """The ``data`` group of a language-model config: every key.
+
+  ``tokenizer`` ``'char'`` or ``'word'`` (whitespace words, line ends as an
+  end-of-sentence token); ``path`` ``''`` (a UTF-8 file, cut into
+  contiguous train, validation and test parts by ``val_fraction`` 0.1 and
+  ``test_fraction`` 0; ``''`` is the built-in ``pydoc_data`` text); or
+  ``train_path``, ``val_path`` and an optional ``test_path`` for corpora
+  that come pre-split; ``vocab_size`` 0 (the most frequent tokens plus an
+  unknown token; 0 keeps every token).
+
+  Example:
+    >>> from jlstm.train import config as config_lib
+    >>> config_lib.text_data_group(tokenizer='word').val_fraction
+    0.1
+  """
+  defaults = {
+    'tokenizer': 'char',
+    'path': '',
+    'train_path': '',
+    'val_path': '',
+    'test_path': '',
+    'val_fraction': 0.1,
+    'test_fraction': 0.0,
+    'vocab_size': 0,
+  }
+  return _group('data', defaults, values)
+
+
+def optimizer_group(**values: Any) -> ml_collections.ConfigDict:
+  """The ``optimizer`` group of a config: every key with its default.
+
+  ``name`` ``'adam'`` (one of ``'adam'``, ``'adamw'``, ``'sgd'``,
+  ``'momentum'``); Adam's ``b1`` 0.9, ``b2`` 0.999, ``eps`` 1e-8;
+  ``weight_decay`` 0 (adamw only); ``momentum`` 0.9 and ``nesterov``
+  False (momentum only); ``grad_clip`` 1.0 (global-norm clipping; 0 turns
+  it off).
+
+  Example:
+    >>> from jlstm.train import config as config_lib
+    >>> config_lib.optimizer_group(name='sgd').grad_clip
+    1.0
+  """
+  defaults = {
+    'name': 'adam',
+    'b1': 0.9,
+    'b2': 0.999,
+    'eps': 1e-8,
+    'weight_decay': 0.0,
+    'momentum': 0.9,
+    'nesterov': False,
+    'grad_clip': 1.0,
+  }
+  return _group('optimizer', defaults, values)
+
+
+def schedule_group(**values: Any) -> ml_collections.ConfigDict:
+  """The ``schedule`` group of a config: every key with its default.
+
+  ``name`` ``'warmup_cosine'`` (one of ``'constant'``,
+  ``'warmup_cosine'``, ``'step'``); ``warmup_steps`` 100 (linear warmup,
+  for ``'constant'`` too); ``end_factor`` 0.05 (final rate / peak rate of
+  ``'warmup_cosine'``); ``decay_factor`` 0.5 and ``decay_after`` 4 (the
+  ``'step'`` schedule multiplies the rate by ``decay_factor`` at the start
+  of every epoch after the first ``decay_after``).
+
+  Example:
+    >>> from jlstm.train import config as config_lib
+    >>> config_lib.schedule_group(name='step').decay_factor
+    0.5
+  """
+  defaults = {
+    'name': 'warmup_cosine',
+    'warmup_steps': 100,
+    'end_factor': 0.05,
+    'decay_factor': 0.5,
+    'decay_after': 4,
+  }
+  return _group('schedule', defaults, values)
 
 
 def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:

@@ -39,6 +39,14 @@ def make_schedule(
 
   Raises:
     ConfigError: an unknown schedule name.
+
+  Example:
+    >>> from jlstm import train
+    >>> from jlstm.train import optim
+    >>> config = train.load_config_file('configs/charlm.py')
+    >>> lr = optim.make_schedule(config, steps_per_epoch=100)
+    >>> f'{float(lr(0)):.2e} {float(lr(99)):.2e}'  # lr * (step + 1) / warmup
+    '3.00e-05 3.00e-03'
   """
   lr = float(config.learning_rate)
   sched = config.schedule
@@ -95,6 +103,17 @@ def make_optimizer(
 
   Raises:
     ConfigError: an unknown optimizer name.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from jlstm import train
+    >>> from jlstm.train import optim
+    >>> config = train.load_config_file('configs/charlm.py')
+    >>> tx = optim.make_optimizer(config, optim.make_schedule(config, 100))
+    >>> params = {'w': jnp.ones(3)}
+    >>> updates, _ = tx.update({'w': jnp.ones(3)}, tx.init(params), params)
+    >>> updates['w'].shape
+    (3,)
   """
   opt = config.optimizer
   name = opt.name

@@ -26,6 +26,17 @@ def plot_curves(
     records: metric records as in ``metrics.jsonl``.
     path: the PNG to write.
     title: the figure's title.
+
+  Example:
+    >>> import os, tempfile
+    >>> from jlstm.train.plotting import plot_curves
+    >>> records = [
+    ...   {'step': s, 'split': 'train', 'bpc': 5.0 / s} for s in (1, 2, 3)
+    ... ]
+    >>> path = os.path.join(tempfile.mkdtemp(), 'curves.png')
+    >>> plot_curves(records, path)
+    >>> os.path.getsize(path) > 0
+    True
   """
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure

@@ -91,6 +91,16 @@ def sample_text(
 
   Raises:
     ValueError: a negative length or temperature.
+
+  Example:
+    >>> import jax
+    >>> from jlstm import data, models
+    >>> from jlstm.train import sample_text
+    >>> tokenizer = data.Tokenizer.fit('char', 'abcabc')
+    >>> model = models.language_model(tokenizer.vocab_size, 8)
+    >>> params = model.init(jax.random.key(0))
+    >>> len(sample_text(model, params, tokenizer, 'ab', 5, temperature=0))
+    7
   """
   if length < 0:
     raise ValueError(f'length must be >= 0; got {length}')

@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 
+import jlstm
 from jlstm import data
 from jlstm import models
 from jlstm.train.config import ConfigError
@@ -35,6 +36,23 @@ Array = jax.Array
 Stats = dict[str, Array]
 
 LN2 = math.log(2.0)
+
+
+#: Keys of the model group that go to the SequenceModel field of that name.
+_MODEL_OPTIONS = (
+  'bidirectional',
+  'proj_size',
+  'peepholes',
+  'layer_norm',
+  'cell_clip',
+  'proj_clip',
+  'coupled',
+  'input_dropout',
+  'recurrent_dropout',
+  'zoneout_cell',
+  'zoneout_hidden',
+  'remat',
+)
 
 
 def build_model(
@@ -48,30 +66,47 @@ def build_model(
 
   Returns:
     A :class:`jlstm.models.SequenceModel`.
+
+  Raises:
+    ConfigError: model keys that make no model (a bidirectional language
+      model, a rate outside [0, 1), an unknown init scheme, ...).
+
+  Example:
+    >>> from jlstm import train
+    >>> from jlstm.train import tasks
+    >>> config = train.load_config_file('configs/charlm.py')
+    >>> model = tasks.build_model(config, vocab_size=104)
+    >>> model.hidden_size, model.num_layers, model.embed_size
+    (256, 2, 64)
   """
   m = config.model
+  if m.get('init', 'uniform') not in jlstm.INIT_SCHEMES:
+    raise ConfigError(
+      f'config key model.init must be one of {jlstm.INIT_SCHEMES}; got '
+      f'{m.init!r}'
+    )
   common = dict(
     num_layers=m.num_layers,
+    embed_size=int(m.get('embed_size', 0)),
     dropout=float(m.get('dropout', 0.0)),
     init_scheme=m.get('init', 'uniform'),
     init_scale=m.get('init_scale', None),
     forget_bias=m.get('forget_bias', None),
     unroll=int(m.get('unroll', 1)),
     dtype=param_dtype(config.dtype),
+    **{key: m[key] for key in _MODEL_OPTIONS if key in m},
   )
-  if config.task == 'lm':
-    return models.language_model(
-      vocab_size,
-      m.hidden_size,
-      embed_size=int(m.get('embed_size', 0)),
-      **common,
-    )
-  if config.task == 'adding':
-    return models.regression_model(2, m.hidden_size, **common)
-  if config.task == 'copy':
-    return models.tagging_model(
-      config.data.num_symbols + 2, m.hidden_size, **common
-    )
+  try:
+    if config.task == 'lm':
+      return models.language_model(vocab_size, m.hidden_size, **common)
+    if config.task == 'adding':
+      return models.regression_model(2, m.hidden_size, **common)
+    if config.task == 'copy':
+      return models.tagging_model(
+        config.data.num_symbols + 2, m.hidden_size, **common
+      )
+  except ValueError as e:
+    raise ConfigError(f'config group model: {e}') from None
   raise ConfigError(f'unknown task {config.task!r}')
 
 
@@ -321,8 +356,21 @@ class CopyTask(_SyntheticTask):
 def build_task(config: ml_collections.ConfigDict):
   """The task of ``config.task``, with its data loaded.
 
+  Args:
+    config: the run's config.
+
+  Returns:
+    A :class:`LanguageModelTask`, :class:`AddingTask` or :class:`CopyTask`.
+
   Raises:
     ConfigError: an unknown task. DataError: unusable data.
+
+  Example:
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> task = train.build_task(config)
+    >>> next(task.train_stream)['inputs'].shape
+    (50, 64, 2)
   """
   tasks = {'lm': LanguageModelTask, 'adding': AddingTask, 'copy': CopyTask}
   if config.task not in tasks:
