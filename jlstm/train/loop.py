@@ -452,7 +452,15 @@ def train_and_evaluate(
     )
   if skipped:
     log(f'{skipped} step(s) skipped for a non-finite loss or gradient')
-  log(f'done at step {end_step} after {wall_time():.1f}s; workdir {workdir}')
+  outputs = [
+    name
+    for name in (METRICS_FILE, CURVES_FILE, SAMPLES_FILE, 'checkpoints')
+    if os.path.exists(os.path.join(workdir, name))
+  ]
+  log(
+    f'done at step {end_step} after {wall_time():.1f}s; results in '
+    f'{workdir}: {", ".join(outputs)}'
+  )
   if not result:
     result = {'step': end_step}
   return result
