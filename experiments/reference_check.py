@@ -1,7 +1,7 @@
 """Largest deviation of jlstm from an independent float64 NumPy LSTM.
 
 At the seed's shapes (T=10, B=32, I=300, H=256, weights of stddev 0.1),
-compares the float32 forward pass and the gradients of sum(hs * w) (for a
+compares the float32 (and float64) forward pass and the gradients of sum(hs * w) (for a
 random w) with a float64 NumPy loop written from the equations with four
 separate gates, and a hand-written float64 backprop through time.
 
@@ -31,19 +31,23 @@ def main():
   weights = rng.normal(size=(10, 32, 256))
   _, want_c, want_hs = reference.seed_unroll(v, xs, h0, c0)
   want = reference.seed_unroll_grads(v, xs, h0, c0, weights)
-  f32 = lambda a: jnp.asarray(a, jnp.float32)
 
   def loss(v, xs, h0, c0):
     final, hs = jlstm.unroll(
       jlstm.interop.from_seed(v), xs, jlstm.LSTMState(h0, c0)
     )
-    return jnp.sum(hs * f32(weights)), (final, hs)
+    return jnp.sum(hs * jnp.asarray(weights, hs.dtype)), (final, hs)
 
-  for precision in ('default', 'highest'):
-    with jax.default_matmul_precision(precision):
+  runs = [('float32', 'default'), ('float32', 'highest'), ('float64', '')]
+  for dtype, precision in runs:
+    cast = lambda a, dtype=dtype: jnp.asarray(a, dtype)
+    with (
+      jax.enable_x64(dtype == 'float64'),
+      jax.default_matmul_precision(precision or 'highest'),
+    ):
       (_, (final, hs)), grads = jax.value_and_grad(
         loss, argnums=(0, 1, 2, 3), has_aux=True
-      )(jax.tree.map(f32, v), f32(xs), f32(h0), f32(c0))
+      )(jax.tree.map(cast, v), cast(xs), cast(h0), cast(c0))
     forward = max(
       np.abs(np.asarray(hs) - want_hs).max(),
       np.abs(np.asarray(final.c) - want_c).max(),
@@ -55,7 +59,7 @@ def main():
       for g, r in zip(got, ref, strict=True)
     )
     print(
-      f'matmul precision {precision:8s} '
+      f'{dtype} matmul precision {precision or "-":8s} '
       f'forward max |diff| {forward:.2e}   '
       f'gradient max |diff| / max |grad| {rel:.2e}'
     )
