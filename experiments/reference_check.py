@@ -1,9 +1,10 @@
 """Largest deviation of jlstm from an independent float64 NumPy LSTM.
 
 At the seed's shapes (T=10, B=32, I=300, H=256, weights of stddev 0.1),
-compares the float32 (and float64) forward pass and the gradients of sum(hs * w) (for a
-random w) with a float64 NumPy loop written from the equations with four
-separate gates, and a hand-written float64 backprop through time.
+compares the float32 (and float64) forward pass and the gradients of
+sum(hs * w) (for a random w) with a float64 NumPy loop written from the
+equations with four separate gates, and a hand-written float64 backprop
+through time.
 
 Run:
   python experiments/reference_check.py
