@@ -52,6 +52,12 @@ class LayerNormParams(NamedTuple):
     scale_h: [4H] gain of the normalised recurrent projection ``h @ w_h``.
     scale_c: [H] gain of the normalised cell state (output path only).
     offset_c: [H] offset of the normalised cell state.
+
+  Example:
+    >>> import jax, jlstm
+    >>> p = jlstm.init_params(jax.random.key(0), 3, 4, layer_norm=True)
+    >>> p.ln.scale_x.shape, p.ln.scale_c.shape, float(p.ln.offset_c.sum())
+    ((16,), (4,), 0.0)
   """
 
   scale_x: Array
@@ -77,6 +83,14 @@ class LSTMParams(NamedTuple):
       (Ba et al. 2016).
     w_proj: optional [H, P] output projection (LSTMP, Sak et al. 2014);
       the state's ``h`` is then [..., P] while ``c`` stays [..., H].
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jlstm
+    >>> p = jlstm.LSTMParams(
+    ...   w_x=jnp.zeros((3, 16)), w_h=jnp.zeros((4, 16)), b=jnp.zeros(16)
+    ... )
+    >>> p.input_size, p.hidden_size, p.output_size, len(jax.tree.leaves(p))
+    (3, 4, 4, 3)
   """
 
   w_x: Array
@@ -132,6 +146,13 @@ class LSTMState(NamedTuple):
     h: [..., H] hidden state (the cell's output); [..., P] with a
       projection.
     c: [..., H] cell state.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jlstm
+    >>> s = jlstm.LSTMState(h=jnp.zeros((2, 4)), c=jnp.ones((2, 4)))
+    >>> doubled = jax.tree.map(lambda a: 2 * a, s)
+    >>> doubled.h.shape, float(doubled.c.sum())
+    ((2, 4), 16.0)
   """
 
   h: Array
@@ -584,6 +605,17 @@ def zoneout(
   Raises:
     ValueError: a rate outside [0, 1), or a rate > 0 in training without a
       key.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, jlstm
+    >>> old = jlstm.LSTMState(h=jnp.zeros(3), c=jnp.zeros(3))
+    >>> new = jlstm.LSTMState(h=jnp.ones(3), c=jnp.ones(3))
+    >>> s = jlstm.zoneout(old, new, cell_rate=0.25, training=False)
+    >>> s.c.tolist(), s.h.tolist()
+    ([0.75, 0.75, 0.75], [1.0, 1.0, 1.0])
+    >>> s = jlstm.zoneout(old, new, cell_rate=0.5, key=jax.random.key(0))
+    >>> set(s.c.tolist()) <= {0.0, 1.0}
+    True
   """
   check_rate('zoneout_cell', cell_rate)
   check_rate('zoneout_hidden', hidden_rate)

@@ -94,6 +94,15 @@ class SequenceModel:
     zoneout_hidden: zoneout probability of ``h``.
     remat: recompute each step in the backward pass instead of storing it
       (memory for long sequences), see :func:`jlstm.unroll`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jlstm import models
+    >>> model = models.SequenceModel(input_size=2, hidden_size=8, output_size=1)
+    >>> params = model.init(jax.random.key(0))
+    >>> outputs, states = model.apply(params, jnp.ones((5, 3, 2)))
+    >>> outputs.shape, outputs.dtype, model.stochastic
+    ((5, 3, 1), dtype('float32'), False)
   """
 
   input_size: int

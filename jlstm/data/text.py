@@ -154,6 +154,16 @@ class Tokenizer:
     kind: ``'char'`` (every character a token) or ``'word'`` (whitespace
       words, line ends as :data:`EOS`).
     tokens: the vocabulary, ``tokens[id]`` is the token's text.
+
+  Example:
+    >>> from jlstm import data
+    >>> tok = data.Tokenizer.fit('char', 'hello')
+    >>> tok, tok.encode('hole')
+    (Tokenizer(kind='char', vocab_size=5), array([3, 4, 1, 2], dtype=int32))
+    >>> tok.decode(tok.encode('hole'))
+    'hole'
+    >>> data.Tokenizer.from_json(tok.to_json()) == tok
+    True
   """
 
   def __init__(self, kind: str, tokens: Iterable[str]):

@@ -219,6 +219,12 @@ def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
   Raises:
     ConfigError: the file is missing, fails to import, or has no
       ``get_config`` returning a ConfigDict.
+
+  Example:
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> config.task, config.model.hidden_size, config.is_locked
+    ('adding', 128, True)
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
@@ -340,6 +346,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   Raises:
     ConfigError: naming the first key that is missing or out of range.
+
+  Example:
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> train.validate(config)  # returns None: the config can run
+    >>> config.batch_size = 0
+    >>> train.validate(config)
+    Traceback (most recent call last):
+    ...
+    jlstm.train.config.ConfigError: config key batch_size must be positive...
   """
   for key, kind in REQUIRED.items():
     value = _get(config, key)
@@ -395,10 +411,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
-  """The config as indented JSON, keys sorted."""
+  """The config as indented JSON, keys sorted.
+
+  Example:
+    >>> import ml_collections
+    >>> from jlstm.train import config as config_lib
+    >>> c = ml_collections.ConfigDict({'seed': 0, 'model': {'hidden_size': 8}})
+    >>> print(config_lib.to_json(c))
+    {
+      "model": {
+        "hidden_size": 8
+      },
+      "seed": 0
+    }
+  """
   return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  """Rebuilds a ConfigDict from :func:`to_json`'s output."""
+  """Rebuilds a ConfigDict from :func:`to_json`'s output.
+
+  Example:
+    >>> from jlstm import train
+    >>> from jlstm.train import config as config_lib
+    >>> config = train.load_config_file('configs/copy.py')
+    >>> copy = config_lib.from_json(config_lib.to_json(config))
+    >>> copy.to_dict() == config.to_dict(), copy.data.num_symbols
+    (True, 8)
+  """
   return ml_collections.ConfigDict(json.loads(text))

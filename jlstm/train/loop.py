@@ -525,6 +525,18 @@ def load_run(
 
   Raises:
     ConfigError: no run or no checkpoint in ``workdir``.
+
+  Example:
+    >>> import tempfile
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> config.num_train_steps = 2
+    >>> config.model.hidden_size = 8
+    >>> workdir = tempfile.mkdtemp()
+    >>> _ = train.train_and_evaluate(config, workdir, verbose=False)
+    >>> config, task, state, step = train.load_run(workdir)
+    >>> config.task, step, int(state.step), task.model.hidden_size
+    ('adding', 2, 2, 8)
   """
   workdir = os.fspath(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
@@ -572,6 +584,20 @@ def evaluate_workdir(
 
   Raises:
     ConfigError: no run or no checkpoint. DataError: the data is gone.
+
+  Example:
+    >>> import os, tempfile
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> config.num_train_steps = 2
+    >>> config.model.hidden_size = 8
+    >>> workdir = tempfile.mkdtemp()
+    >>> _ = train.train_and_evaluate(config, workdir, verbose=False)
+    >>> result = train.evaluate_workdir(workdir)
+    >>> result['step'], result['checkpoint'], sorted(result['test'])
+    (2, 'best', ['baseline_mse', 'loss', 'mse'])
+    >>> os.path.isfile(os.path.join(workdir, 'eval.json'))
+    True
   """
   config, task, state, step = load_run(workdir, kind)
   mesh = sharding.make_mesh()
@@ -607,6 +633,24 @@ def sample_workdir(
 
   Raises:
     ConfigError: not a language-model run, or no checkpoint.
+
+  Example:
+    >>> import pathlib, tempfile
+    >>> from jlstm import train
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / 'text.txt'
+    >>> _ = path.write_text('hello world\\n' * 50)
+    >>> config = train.load_config_file('configs/charlm.py')
+    >>> config.data.path = str(path)
+    >>> config.batch_size = 4
+    >>> config.seq_len = 10
+    >>> config.num_train_steps = 2
+    >>> config.model.hidden_size = 8
+    >>> config.sample.length = 10
+    >>> workdir = tempfile.mkdtemp()
+    >>> _ = train.train_and_evaluate(config, workdir, verbose=False)
+    >>> text = train.sample_workdir(workdir, 'hello', 10, temperature=0)
+    >>> text[:5], len(text), set(text) <= set('helo wrd\\n')
+    ('hello', 15, True)
   """
   config, task, state, _ = load_run(workdir, kind, with_data=False)
   if task.tokenizer is None:

@@ -103,6 +103,19 @@ def place_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, Any]:
 
   Returns:
     The same dict of global ``jax.Array``.
+
+  Example:
+    >>> import numpy as np
+    >>> from jlstm import train
+    >>> batch = {
+    ...   'inputs': np.zeros((5, 8, 2), np.float32),
+    ...   'targets': np.zeros((8,), np.float32),
+    ... }
+    >>> placed = train.place_batch(batch, train.make_mesh())
+    >>> placed['inputs'].shape, tuple(placed['inputs'].sharding.spec)
+    ((5, 8, 2), (None, 'data', None))
+    >>> tuple(placed['targets'].sharding.spec)
+    ('data',)
   """
   placed = {}
   for name, value in batch.items():

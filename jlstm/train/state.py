@@ -22,6 +22,20 @@ class TrainState(NamedTuple):
       ``fold_in(key, step)``, so the stream of keys needs no state.
     carry: the LSTM state carried between batches for truncated BPTT,
       ``carry[layer][direction]`` [B, H]; None when batches are independent.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from jlstm import train
+    >>> params = {'w': jnp.zeros(3)}
+    >>> state = train.TrainState(
+    ...   step=jnp.zeros((), jnp.int32),
+    ...   params=params,
+    ...   opt_state=optax.sgd(0.1).init(params),
+    ...   key=jax.random.key_data(jax.random.key(0)),
+    ...   carry=None,
+    ... )
+    >>> int(state.step), state.key.dtype, len(jax.tree.leaves(state))
+    (0, dtype('uint32'), 3)
   """
 
   step: jax.Array
@@ -52,6 +66,18 @@ def create_train_state(
 
   Returns:
     A :class:`TrainState`.
+
+  Example:
+    >>> import optax
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> config.model.hidden_size = 8
+    >>> task = train.build_task(config)
+    >>> state = train.create_train_state(
+    ...   task, optax.adam(1e-3), seed=0, batch_size=4, mesh=train.make_mesh()
+    ... )
+    >>> int(state.step), state.params['lstm'][0][0].w_h.shape, state.carry
+    (0, (8, 32), None)
   """
   root = jax.random.key(seed)
   params = task.model.init(jax.random.fold_in(root, 0))

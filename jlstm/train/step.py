@@ -52,6 +52,23 @@ def make_train_step(
     update were not finite: the step then left parameters, optimizer
     state and carry as they were, and its statistics are zero) and the
     task's summed statistics.
+
+  Example:
+    >>> import optax
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> config.model.hidden_size = 8
+    >>> task = train.build_task(config)
+    >>> optimizer, mesh = optax.adam(1e-3), train.make_mesh()
+    >>> state = train.create_train_state(task, optimizer, 0, 64, mesh)
+    >>> train_step = train.make_train_step(
+    ...   task, optimizer, optax.constant_schedule(1e-3), mesh=mesh
+    ... )
+    >>> batch = train.place_batch(next(task.train_stream), mesh)
+    >>> state, metrics = train_step(state, batch)
+    >>> int(state.step), float(metrics['nonfinite']), sorted(metrics)
+    (1, 0.0, ['count', 'grad_norm', 'learning_rate', 'loss', 'loss_sum',
+              'nonfinite'])
   """
 
   def train_step(state: TrainState, batch):
@@ -114,6 +131,18 @@ def make_eval_step(task, policy: Policy | None = None, mesh=None):
   """Builds ``eval_step(params, carry, batch) -> (stats, carry)``, jitted.
 
   No dropout, no gradient; ``stats`` are the task's summed statistics.
+
+  Example:
+    >>> import jax
+    >>> from jlstm import train
+    >>> config = train.load_config_file('configs/adding.py')
+    >>> config.model.hidden_size = 8
+    >>> task = train.build_task(config)
+    >>> params = task.model.init(jax.random.key(0))
+    >>> eval_step = train.make_eval_step(task)
+    >>> stats, carry = eval_step(params, None, task.eval_batches('val')[0])
+    >>> sorted(stats), float(stats['count']), carry
+    (['count', 'loss_sum'], 64.0, None)
   """
 
   def eval_step(params, carry, batch):
