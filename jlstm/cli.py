@@ -19,6 +19,8 @@ line of stderr, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -144,9 +146,25 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
   if args.command == 'sample':
     if args.length < 0:
-      raise UsageError(f'{PROG} sample: --length must be >= 0')
-    if args.temperature < 0:
-      raise UsageError(f'{PROG} sample: --temperature must be >= 0')
+      raise UsageError(
+        f'{PROG} sample: error: --length must be >= 0; got {args.length}'
+      )
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+      raise UsageError(
+        f'{PROG} sample: error: --temperature must be a finite number >= 0 '
+        f'(0 picks the likeliest token); got {args.temperature}'
+      )
+    unknown = _unknown_prompt_tokens(args.workdir, args.prompt)
+    if unknown:
+      from jlstm.data import UNK
+
+      shown = ', '.join(repr(token) for token in unknown[:10])
+      more = f' and {len(unknown) - 10} more' if len(unknown) > 10 else ''
+      print(
+        f'{PROG} sample: note: the prompt has tokens the model never saw, '
+        f'read as {UNK}: {shown}{more}',
+        file=sys.stderr,
+      )
     print(
       train.sample_workdir(
         args.workdir,
@@ -159,6 +177,18 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     )
     return 0
   raise UsageError(f'{PROG}: unknown command {args.command}')
+
+
+def _unknown_prompt_tokens(workdir: str, prompt: str) -> list[str]:
+  """Tokens of ``prompt`` outside the run's vocabulary; [] without one."""
+  from jlstm.data import Tokenizer
+  from jlstm.train.loop import TOKENIZER_FILE
+
+  path = os.path.join(workdir, TOKENIZER_FILE)
+  if not os.path.isfile(path):
+    return []  # not a language model: sample_workdir says so
+  with open(path, encoding='utf-8') as f:
+    return Tokenizer.from_json(f.read()).unknown(prompt)
 
 
 def _bench(argv: list[str]) -> int:

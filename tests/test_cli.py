@@ -172,6 +172,25 @@ def test_cli_python_m_reports_error_without_traceback(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+  'override', ['learning_rate=nan', 'schedule.end_factor=inf']
+)
+def test_cli_non_finite_number_is_one_line_exit_2(capsys, tmp_path, override):
+  """NaN or infinity in any float key is refused before the workdir exists."""
+  code, _, err = _main(
+    capsys,
+    'train',
+    '--config',
+    CHARLM,
+    '--workdir',
+    str(tmp_path / 'run'),
+    f'--config.{override}',
+  )
+  key = override.split('=')[0]
+  _assert_one_line_error(code, err, f'config key {key} must be a finite')
+  assert not (tmp_path / 'run').exists()
+
+
 def test_cli_train_eval_sample_round_trip(capsys, tmp_path):
   """train, rerun (resume, nothing left to do), eval and sample via main()."""
   corpus = tmp_path / 'corpus.txt'
@@ -221,6 +240,27 @@ def test_cli_train_eval_sample_round_trip(capsys, tmp_path):
   assert code == 0, err
   # The prompt, 12 sampled characters, and print's line end.
   assert out.startswith('ab') and len(out) == 2 + 12 + 1
+  assert err == ''
+
+  # Characters the corpus never had are named once, then read as <unk>.
+  sample = ['sample', '--workdir', workdir, '--length', '3']
+  code, out, err = _main(capsys, *sample, '--prompt', 'axzx')
+  assert code == 0, err
+  assert out.startswith('axzx') and len(out) == 4 + 3 + 1
+  assert err.strip().splitlines() == [
+    'jlstm sample: note: the prompt has tokens the model never saw, read as '
+    "<unk>: 'x', 'z'"
+  ]
+
+  for flag, value, pattern in (
+    ('--temperature', 'nan', '--temperature must be a finite number >= 0'),
+    ('--temperature', 'inf', '--temperature must be a finite number >= 0'),
+    ('--temperature', '-1', '--temperature must be a finite number >= 0'),
+    ('--length', '-1', '--length must be >= 0'),
+  ):
+    code, out, err = _main(capsys, *sample, '--prompt', 'ab', flag, value)
+    _assert_one_line_error(code, err, f'jlstm sample: error: {pattern}')
+    assert out == ''
 
 
 def test_cli_bench_passes_its_arguments_on(monkeypatch):

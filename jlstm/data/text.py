@@ -238,6 +238,19 @@ class Tokenizer:
     get = self._ids.get
     return np.fromiter((get(u, 0) for u in units), np.int32, len(units))
 
+  def unknown(self, text: str) -> list[str]:
+    """The distinct tokens of ``text`` outside the vocabulary, in order.
+
+    :meth:`encode` reads each of them as :data:`UNK`.
+
+    Example:
+      >>> from jlstm import data
+      >>> data.Tokenizer('char', ['<unk>', 'a', 'b']).unknown('abzaz!')
+      ['z', '!']
+    """
+    units = text if self.kind == 'char' else _word_tokens(text)
+    return list(dict.fromkeys(u for u in units if u not in self._ids))
+
   def decode(self, ids: Iterable[int]) -> str:
     """Returns the text of ``ids``; words are joined by spaces.
 

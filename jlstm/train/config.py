@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
@@ -341,6 +343,16 @@ def _get(config: ml_collections.ConfigDict, key: str) -> Any:
   return node
 
 
+def _leaves(config: Any, prefix: str = '') -> Iterator[tuple[str, Any]]:
+  """(dotted key, value) of every non-group entry of ``config``."""
+  for name, value in config.items():
+    key = f'{prefix}{name}'
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, key + '.')
+    else:
+      yield key, value
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the keys every config has, and the values they may take.
 
@@ -367,6 +379,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not ok:
       raise ConfigError(
         f'config key {key} must be a {kind.__name__}; got {value!r}'
+      )
+  for key, value in _leaves(config):
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ConfigError(
+        f'config key {key} must be a finite number; got {value}'
       )
   for key in (
     'batch_size',
