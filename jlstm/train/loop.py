@@ -457,10 +457,16 @@ def train_and_evaluate(
     for name in (METRICS_FILE, CURVES_FILE, SAMPLES_FILE, 'checkpoints')
     if os.path.exists(os.path.join(workdir, name))
   ]
-  log(
-    f'done at step {end_step} after {wall_time():.1f}s; results in '
-    f'{workdir}: {", ".join(outputs)}'
-  )
+  if start_step >= end_step:
+    done = f'already at step {start_step}, nothing left to train'
+  else:
+    done = (
+      f'done at step {end_step} after {wall_time():.1f}s of training '
+      f'({time.perf_counter() - t_start:.1f}s in this run)'
+      if start_step
+      else f'done at step {end_step} after {wall_time():.1f}s'
+    )
+  log(f'{done}; results in {workdir}: {", ".join(outputs)}')
   if not result:
     result = {'step': end_step}
   return result
