@@ -18,6 +18,14 @@ def _main(capsys, *argv):
   return code, out, err
 
 
+def _train(capsys, tmp_path, *overrides):
+  """``jlstm train`` of the default config into ``tmp_path / 'run'``."""
+  workdir = str(tmp_path / 'run')
+  return _main(
+    capsys, 'train', '--config', CHARLM, '--workdir', workdir, *overrides
+  )
+
+
 def _assert_one_line_error(code, err, pattern):
   assert code == 2
   lines = err.strip().splitlines()
@@ -28,13 +36,9 @@ def _assert_one_line_error(code, err, pattern):
 
 def test_cli_unknown_key_is_one_line_exit_2(capsys, tmp_path):
   """A misspelt config key fails before any work, naming the key."""
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     '--config.model.hiden_size=8',
   )
   _assert_one_line_error(code, err, 'unknown config key: model.hiden_size')
@@ -43,13 +47,9 @@ def test_cli_unknown_key_is_one_line_exit_2(capsys, tmp_path):
 
 def test_cli_wrong_type_is_one_line_exit_2(capsys, tmp_path):
   """A value that does not parse as the key's type names key and value."""
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     '--config.batch_size',
     'many',
   )
@@ -58,13 +58,9 @@ def test_cli_wrong_type_is_one_line_exit_2(capsys, tmp_path):
 
 def test_cli_bad_value_is_one_line_exit_2(capsys, tmp_path):
   """A value of the right type but out of range is refused too."""
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     '--config.optimizer.name=adagrad',
   )
   _assert_one_line_error(code, err, 'optimizer.name must be one of')
@@ -83,13 +79,9 @@ def test_cli_model_that_cannot_be_built_is_one_line_exit_2(
   capsys, tmp_path, override, pattern
 ):
   """Model keys of the right type that make no model: one line, code 2."""
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     f'--config.{override}',
   )
   _assert_one_line_error(code, err, pattern)
@@ -99,13 +91,9 @@ def test_cli_model_that_cannot_be_built_is_one_line_exit_2(
 def test_cli_missing_data_file_is_one_line_exit_2(capsys, tmp_path):
   """A data.path that does not exist is reported with its path."""
   missing = tmp_path / 'missing.txt'
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     f'--config.data.path={missing}',
   )
   _assert_one_line_error(code, err, f'data file not found: {missing}')
@@ -115,13 +103,9 @@ def test_cli_empty_data_file_is_one_line_exit_2(capsys, tmp_path):
   """An empty data file is refused before training starts."""
   empty = tmp_path / 'empty.txt'
   empty.write_text('')
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     f'--config.data.path={empty}',
   )
   _assert_one_line_error(code, err, f'data file is empty: {empty}')
@@ -177,13 +161,9 @@ def test_cli_python_m_reports_error_without_traceback(tmp_path):
 )
 def test_cli_non_finite_number_is_one_line_exit_2(capsys, tmp_path, override):
   """NaN or infinity in any float key is refused before the workdir exists."""
-  code, _, err = _main(
+  code, _, err = _train(
     capsys,
-    'train',
-    '--config',
-    CHARLM,
-    '--workdir',
-    str(tmp_path / 'run'),
+    tmp_path,
     f'--config.{override}',
   )
   key = override.split('=')[0]
