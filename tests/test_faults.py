@@ -392,15 +392,28 @@ def copy_of(trained, tmp_path):
   return data, copy
 
 
-def test_train_stop_policy_names_step_and_keeps_checkpoint(copy_of):
+def diverge_after(monkeypatch, step):
+  """Makes every update after ``step`` infinite: the learning rate the
+  trainer's schedule gives becomes inf there (the config itself refuses a
+  non-finite learning rate)."""
+  make_schedule = optim.make_schedule
+
+  def schedule_going_infinite(*args, **kwargs):
+    base = make_schedule(*args, **kwargs)
+    return lambda count: jnp.where(count >= step, jnp.inf, base(count))
+
+  monkeypatch.setattr(optim, 'make_schedule', schedule_going_infinite)
+
+
+def test_train_stop_policy_names_step_and_keeps_checkpoint(
+  copy_of, monkeypatch
+):
   """on_nonfinite='stop' ends at the first non-finite step, naming it,
   and leaves the last good checkpoint as it was."""
   data, workdir = copy_of
   before = snapshot(workdir / 'checkpoints' / 'latest')
-  # An infinite learning rate makes the first update after step 4 inf.
-  config = tiny_config(
-    data, num_train_steps=8, checkpoint_every=2, learning_rate='inf'
-  )
+  diverge_after(monkeypatch, 4)
+  config = tiny_config(data, num_train_steps=8, checkpoint_every=2)
   with pytest.raises(faults.Diverged) as error:
     train.train_and_evaluate(config, workdir, verbose=False)
   assert error.value.step == 5 and error.value.checkpoint_step == 4
@@ -415,16 +428,18 @@ def test_train_stop_policy_names_step_and_keeps_checkpoint(copy_of):
   assert_finite(state)
 
 
-def test_train_skip_policy_skips_and_counts_nonfinite_steps(copy_of):
+def test_train_skip_policy_skips_and_counts_nonfinite_steps(
+  copy_of, monkeypatch
+):
   """on_nonfinite='skip' finishes the run, leaves parameters untouched by
   the skipped steps, counts them, and writes only finite checkpoints."""
   data, workdir = copy_of
+  diverge_after(monkeypatch, 4)
   _, at_4, _ = read_latest(workdir)
   config = tiny_config(
     data,
     num_train_steps=8,
     checkpoint_every=2,
-    learning_rate='inf',
     on_nonfinite='skip',
   )
   train.train_and_evaluate(config, workdir, verbose=False)
