@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == 'bench':
       return _bench(argv[1:])
     if argv and argv[0] in ('-h', '--help') or not argv:
-      _build_parser().print_help()
+      # Asked for, help goes to stdout; in place of a command, to stderr.
+      _build_parser().print_help(None if argv else sys.stderr)
       return 0 if argv else EXIT_USAGE
     args, extra = _build_parser().parse_known_args(argv)
     return _run(args, extra)

@@ -127,6 +127,11 @@ def test_cli_usage_errors_are_one_line(capsys, tmp_path):
   _assert_one_line_error(code, err, 'no run in')
   code, _, err = _main(capsys, 'fly')
   _assert_one_line_error(code, err, 'invalid choice')
+  # No command at all: the usage, on stderr, and code 2; --help: stdout, 0.
+  code, out, err = _main(capsys)
+  assert (code, out) == (2, '') and err.startswith('usage: jlstm')
+  code, out, err = _main(capsys, '--help')
+  assert (code, err) == (0, '') and out.startswith('usage: jlstm')
 
 
 def test_cli_python_m_reports_error_without_traceback(tmp_path):
