@@ -234,7 +234,7 @@ class Tokenizer:
       >>> data.Tokenizer('char', ['<unk>', 'a', 'b']).encode('abz')
       array([1, 2, 0], dtype=int32)
     """
-    units = text if self.kind == 'char' else _word_tokens(text)
+    units = self._units(text)
     get = self._ids.get
     return np.fromiter((get(u, 0) for u in units), np.int32, len(units))
 
@@ -248,8 +248,13 @@ class Tokenizer:
       >>> data.Tokenizer('char', ['<unk>', 'a', 'b']).unknown('abzaz!')
       ['z', '!']
     """
-    units = text if self.kind == 'char' else _word_tokens(text)
-    return list(dict.fromkeys(u for u in units if u not in self._ids))
+    return list(
+      dict.fromkeys(u for u in self._units(text) if u not in self._ids)
+    )
+
+  def _units(self, text: str) -> str | list[str]:
+    """``text`` as the tokenizer's units: characters or words."""
+    return text if self.kind == 'char' else _word_tokens(text)
 
   def decode(self, ids: Iterable[int]) -> str:
     """Returns the text of ``ids``; words are joined by spaces.

@@ -460,12 +460,10 @@ def train_and_evaluate(
   if start_step >= end_step:
     done = f'already at step {start_step}, nothing left to train'
   else:
-    done = (
-      f'done at step {end_step} after {wall_time():.1f}s of training '
-      f'({time.perf_counter() - t_start:.1f}s in this run)'
-      if start_step
-      else f'done at step {end_step} after {wall_time():.1f}s'
-    )
+    done = f'done at step {end_step} after {wall_time():.1f}s'
+    if start_step:
+      this_run = time.perf_counter() - t_start
+      done += f' of training ({this_run:.1f}s in this run)'
   log(f'{done}; results in {workdir}: {", ".join(outputs)}')
   if not result:
     result = {'step': end_step}
