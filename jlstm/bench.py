@@ -102,7 +102,14 @@ REFERENCE = 'torch'
 #: Side of the square float32 matmul whose rate is the CPU's yardstick.
 MATMUL_SIZE = 2048
 
-_MATMUL_ROWS = ('matmul (XLA)', 'matmul (PyTorch)')
+#: The matmul yardsticks: float32, and bfloat16 (which only some CPUs and
+#: libraries run natively), in XLA and in PyTorch.
+_MATMUL_ROWS = (
+  'matmul (XLA)',
+  'matmul (PyTorch)',
+  'matmul bf16 (XLA)',
+  'matmul bf16 (PyTorch)',
+)
 
 
 def flops(case: Case, *, backward: bool) -> float:
@@ -340,14 +347,15 @@ def _build_torch(case: Case) -> Row:
 
 
 def _build_matmul(library: str, size: int) -> Row:
-  if library == 'matmul (PyTorch)':
+  dtype = 'bfloat16' if 'bf16' in library else 'float32'
+  if 'PyTorch' in library:
     import torch
 
-    a = torch.randn(size, size)
+    a = torch.randn(size, size).to(getattr(torch, dtype))
     return Row(lambda: torch.mm(a, a), None, {})
   import jax
 
-  a = jax.random.normal(jax.random.key(0), (size, size))
+  a = jax.random.normal(jax.random.key(0), (size, size)).astype(dtype)
   mm = jax.jit(lambda a: a @ a).lower(a).compile()
   return Row(lambda: jax.block_until_ready(mm(a)), None, {})
 
@@ -628,13 +636,24 @@ def _ms(times: Sequence[float]) -> str:
   return f'{np.median(t):.1f} ({t.min():.1f}-{t.max():.1f})'
 
 
-def matmul_rate(results: dict) -> float | None:
-  """The best median 2048 x 2048 matmul rate measured, in GFLOP/s."""
+def matmul_rates(results: dict) -> dict[str, float]:
+  """Each matmul row's median rate in GFLOP/s, by row name."""
   size = results['matmul_size']
-  rates = [
-    2 * size**3 / np.median(row['fwd']) / 1e9
-    for row in results['matmul'].values()
+  return {
+    name: 2 * size**3 / np.median(row['fwd']) / 1e9
+    for name, row in results['matmul'].items()
     if row.get('fwd')
+  }
+
+
+def matmul_rate(results: dict, dtype: str = 'float32') -> float | None:
+  """The best median 2048 x 2048 matmul rate of ``dtype`` measured (XLA
+  or PyTorch), in GFLOP/s."""
+  bf16 = dtype == 'bfloat16'
+  rates = [
+    rate
+    for name, rate in matmul_rates(results).items()
+    if ('bf16' in name) == bf16
   ]
   return max(rates) if rates else None
 
@@ -664,7 +683,7 @@ def report(results: dict) -> str:
   columns = _columns(results)
   cases = list(results['cases'].values())
   machine = results['machine']
-  peak = matmul_rate(results)
+  peaks = {d: matmul_rate(results, d) for d in ('float32', 'bfloat16')}
   lines = [
     '# jlstm benchmark',
     '',
@@ -724,12 +743,14 @@ def report(results: dict) -> str:
       '',
     ]
   )
-  if peak is not None:
+  rates = matmul_rates(results)
+  if rates:
     size = results['matmul_size']
+    measured = ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items())
     lines.append(
-      f'Matmul rate ({size} x {size} float32, best median of XLA and '
-      f'PyTorch in this run): {peak:.0f} GFLOP/s. '
-      'FLOPs count the matmuls only, the same for every library.'
+      f'Matmul rate ({size} x {size}, median GFLOP/s in this run): '
+      f'{measured}. Each case is measured against the best rate of its '
+      'dtype. FLOPs count the matmuls only, the same for every library.'
     )
     lines.append('')
   head = ['case'] + [_TITLES[c] for c in columns]
@@ -737,6 +758,7 @@ def report(results: dict) -> str:
   for case in cases:
     spec = Case(**case['case'])
     count = flops(spec, backward=True)
+    peak = peaks.get(spec.dtype)
     cells = []
     for c in columns:
       row = case['rows'].get(c, {})

@@ -88,11 +88,22 @@ def test_bench_report_tables_hold_medians_ratios_and_notes():
   ratio_table = text.split('## Forward + backward time / PyTorch')[1]
   assert '| 0.50 | 1.00 |' in ratio_table.split('##')[0]
   assert '0.50 / 1.25' in text
-  assert 'Matmul rate' in text and '100 GFLOP/s' in text
+  assert 'Matmul rate' in text and 'matmul (XLA) 100.' in text
   achieved = bench.flops(TINY, backward=True) / 0.005 / 1e9
   assert f'{achieved:.0f} ({achieved / 100:.0%})' in text
   assert '12 [3]' in text
   assert 'flax: skipped, not installed (flax)' in text
+
+
+def test_bench_matmul_rate_per_dtype():
+  """bfloat16 cases are measured against the bfloat16 matmul rate."""
+  results = _fake_results()
+  results['matmul']['matmul bf16 (PyTorch)'] = {'fwd': [0.005, 0.005]}
+  results['matmul']['matmul bf16 (XLA)'] = {'fwd': [0.04, 0.04]}
+  assert bench.matmul_rate(results) == pytest.approx(100)
+  assert bench.matmul_rate(results, 'bfloat16') == pytest.approx(400)
+  text = bench.report(results)
+  assert 'matmul bf16 (PyTorch) 400' in text and 'matmul bf16 (XLA) 50' in text
 
 
 def test_bench_plot_writes_png(tmp_path):
