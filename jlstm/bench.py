@@ -21,9 +21,9 @@ then time in interleaved rounds (the order rotating every round), so drift
 in the machine's speed hits all rows alike. The report gives medians with
 the min-max range, compile times, XLA's temporary memory of the compiled
 forward plus backward (and each process's peak resident memory growth),
-achieved GFLOP/s and their fraction of a 2048 x 2048 float32 matmul's rate
-measured in the same run. It writes ``benchmark.md``, ``benchmark.png`` and
-``results.json`` into the output folder.
+achieved GFLOP/s and their fraction of the rate of a 2048 x 2048 matmul
+of the case's dtype measured in the same run. It writes ``benchmark.md``,
+``benchmark.png`` and ``results.json`` into the output folder.
 
 Run it with::
 
@@ -99,7 +99,7 @@ LIBRARIES = (
 #: The reference every ratio is taken against.
 REFERENCE = 'torch'
 
-#: Side of the square float32 matmul whose rate is the CPU's yardstick.
+#: Side of the square matmul whose rate is the CPU's yardstick.
 MATMUL_SIZE = 2048
 
 #: The matmul yardsticks: float32, and bfloat16 (which only some CPUs and
@@ -346,8 +346,13 @@ def _build_torch(case: Case) -> Row:
   return Row(forward, backward, {'device': device})
 
 
+def _matmul_dtype(row: str) -> str:
+  """The dtype of a matmul yardstick row."""
+  return 'bfloat16' if 'bf16' in row else 'float32'
+
+
 def _build_matmul(library: str, size: int) -> Row:
-  dtype = 'bfloat16' if 'bf16' in library else 'float32'
+  dtype = _matmul_dtype(library)
   if 'PyTorch' in library:
     import torch
 
@@ -647,13 +652,12 @@ def matmul_rates(results: dict) -> dict[str, float]:
 
 
 def matmul_rate(results: dict, dtype: str = 'float32') -> float | None:
-  """The best median 2048 x 2048 matmul rate of ``dtype`` measured (XLA
-  or PyTorch), in GFLOP/s."""
-  bf16 = dtype == 'bfloat16'
+  """The best median square-matmul rate of ``dtype`` measured (XLA or
+  PyTorch), in GFLOP/s."""
   rates = [
     rate
     for name, rate in matmul_rates(results).items()
-    if ('bf16' in name) == bf16
+    if _matmul_dtype(name) == dtype
   ]
   return max(rates) if rates else None
 
@@ -683,7 +687,6 @@ def report(results: dict) -> str:
   columns = _columns(results)
   cases = list(results['cases'].values())
   machine = results['machine']
-  peaks = {d: matmul_rate(results, d) for d in ('float32', 'bfloat16')}
   lines = [
     '# jlstm benchmark',
     '',
@@ -758,7 +761,7 @@ def report(results: dict) -> str:
   for case in cases:
     spec = Case(**case['case'])
     count = flops(spec, backward=True)
-    peak = peaks.get(spec.dtype)
+    peak = matmul_rate(results, spec.dtype)
     cells = []
     for c in columns:
       row = case['rows'].get(c, {})
