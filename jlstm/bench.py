@@ -8,6 +8,9 @@ three shapes, a 2-layer stack and a bfloat16 case, for:
 * ``jlstm (scan)``: :func:`jlstm.unroll` with ``impl='scan'``, plain
   autodiff of ``lax.scan``;
 * ``torch``: PyTorch ``nn.LSTM`` (oneDNN on CPU, cuDNN on GPU);
+* ``torch (no oneDNN)``: the same on CPU with oneDNN switched off, so
+  PyTorch runs its generic path: one GEMM per step and autograd through the
+  gate maths, the way a JAX scan runs;
 * ``equinox``: ``eqx.nn.LSTMCell`` with ``jax.vmap`` over the batch and
   ``lax.scan`` over time;
 * ``flax``: linen ``OptimizedLSTMCell`` in ``nn.RNN``;
@@ -44,6 +47,7 @@ import select
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +94,7 @@ LIBRARIES = (
   'jlstm',
   'jlstm (scan)',
   'torch',
+  'torch (no oneDNN)',
   'equinox',
   'flax',
   'haiku',
@@ -312,10 +317,12 @@ def _build_jax_rnn(case: Case) -> Row:
   return _jax_row(forward, weights, batch_major)
 
 
-def _build_torch(case: Case) -> Row:
+def _build_torch(case: Case, onednn: bool = True) -> Row:
   import torch
 
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  if not onednn and device != 'cpu':
+    raise _Skip('CPU only: oneDNN is the CPU backend')
   dtype = getattr(torch, case.dtype)
   torch.manual_seed(0)
   lstm = torch.nn.LSTM(
@@ -332,15 +339,25 @@ def _build_torch(case: Case) -> Row:
     if device == 'cuda':
       torch.cuda.synchronize()
 
+  @contextlib.contextmanager
+  def backend():
+    with warnings.catch_warnings():
+      # Toggling oneDNN also sets its TF32 mode, which warns on builds
+      # without Intel GPU support; the float32 maths is unchanged.
+      warnings.filterwarnings('ignore', 'TF32', UserWarning)
+      with torch.backends.mkldnn.flags(enabled=onednn):
+        yield
+
   def forward():
-    with torch.no_grad():
+    with backend(), torch.no_grad():
       lstm(xs)
     sync()
 
   def backward():
     lstm.zero_grad(set_to_none=True)
-    outputs, _ = lstm(xs)
-    outputs.float().mean().backward()
+    with backend():
+      outputs, _ = lstm(xs)
+      outputs.float().mean().backward()
     sync()
 
   return Row(forward, backward, {'device': device})
@@ -376,6 +393,7 @@ def _build(library: str, case: Case, matmul_size: int) -> Row:
     'jlstm': lambda: _build_jlstm(case, 'auto'),
     'jlstm (scan)': lambda: _build_jlstm(case, 'scan'),
     'torch': lambda: _build_torch(case),
+    'torch (no oneDNN)': lambda: _build_torch(case, onednn=False),
     'equinox': lambda: _build_equinox(case),
     'flax': lambda: _build_flax(case),
     'haiku': lambda: _build_haiku(case),
@@ -629,6 +647,7 @@ _TITLES = {
   'jlstm': 'jlstm',
   'jlstm (scan)': 'jlstm (scan)',
   'torch': 'PyTorch nn.LSTM',
+  'torch (no oneDNN)': 'PyTorch, oneDNN off',
   'equinox': 'equinox',
   'flax': 'flax linen',
   'haiku': 'haiku',
@@ -796,12 +815,17 @@ def report(results: dict) -> str:
   return '\n'.join(lines)
 
 
+#: Labelled ratios on the chart's log scale.
+_RATIO_TICKS = (0.1, 0.2, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 50, 100)
+
+
 def plot(results: dict, path: str) -> None:
   """Bar chart of every row's time relative to the reference row."""
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
   columns = _columns(results)
   cases = list(results['cases'].values())
@@ -833,10 +857,17 @@ def plot(results: dict, path: str) -> None:
         capsize=2,
       )
     ax.axhline(1.0, color='black', linewidth=0.8, linestyle='--')
+    # Ratios: a log scale shows 2x faster and 2x slower alike, and keeps
+    # one outlier from flattening the rest.
+    ax.set_yscale('log')
+    low, high = ax.get_ylim()
+    ticks = [t for t in _RATIO_TICKS if low <= t <= high]
+    ax.set_yticks(ticks, [f'{t:g}' for t in ticks])
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks(range(len(cases)))
     ax.set_xticklabels([c['case']['name'] for c in cases])
     ax.set_title(f'{title}, time / {_TITLES[REFERENCE]} (lower is faster)')
-  axes[0].set_ylabel('relative time (median, min-max bars)')
+  axes[0].set_ylabel('relative time, log scale (median, min-max bars)')
   axes[1].legend(fontsize='small')
   fig.tight_layout()
   fig.savefig(path, dpi=120)

@@ -35,15 +35,46 @@ def test_bench_jlstm_rows_build_and_run(library, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('library', ['torch', 'equinox', 'flax', 'haiku'])
+@pytest.mark.parametrize(
+  'library', ['torch', 'torch (no oneDNN)', 'equinox', 'flax', 'haiku']
+)
 def test_bench_peer_rows_build_and_run(library):
   """Every installed peer's rows run at toy size, stacks and bf16 too."""
-  if importlib.util.find_spec(library) is None:
-    pytest.skip(f'{library} is not installed')
+  module = library.split()[0]
+  if importlib.util.find_spec(module) is None:
+    pytest.skip(f'{module} is not installed')
   for case in bench.QUICK_CASES.values():
     row = bench._build(library, case, 64)
     row.forward()
     row.backward()
+
+
+@pytest.mark.torch
+def test_bench_torch_row_without_onednn_switches_it_off_for_its_calls():
+  """The no-oneDNN row runs with oneDNN off and leaves it on afterwards."""
+  torch = pytest.importorskip('torch')
+  if torch.cuda.is_available():
+    pytest.skip('the row is CPU only')
+  seen = []
+  lstm_forward = torch.nn.LSTM.forward
+
+  def spy(self, *args, **kwargs):
+    seen.append(
+      torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+    )
+    return lstm_forward(self, *args, **kwargs)
+
+  before = torch._C._get_mkldnn_enabled()
+  try:
+    torch.nn.LSTM.forward = spy
+    for library in ('torch (no oneDNN)', 'torch'):
+      row = bench._build(library, TINY, 64)
+      row.forward()
+      row.backward()
+  finally:
+    torch.nn.LSTM.forward = lstm_forward
+  assert seen == [False, False, before, before]
+  assert torch._C._get_mkldnn_enabled() == before
 
 
 def test_bench_jax_rnn_row_is_skipped_without_gpu():
