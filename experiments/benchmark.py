@@ -3,8 +3,8 @@
 The same benchmark as ``jlstm bench``; see :mod:`jlstm.bench` for what it
 measures and how. From the repository root::
 
-  python experiments/benchmark.py --out bench            # about 10 minutes
-  python experiments/benchmark.py --quick --out /tmp/b   # toy sizes
+  python experiments/benchmark.py --out bench            # about 8 minutes
+  python experiments/benchmark.py --quick --out /tmp/b   # toy sizes, 2 minutes
   python experiments/benchmark.py --shapes seed,L --libs jlstm,torch
 
 It writes ``benchmark.md`` (the tables), ``benchmark.png`` (the bar chart)

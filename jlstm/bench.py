@@ -648,9 +648,9 @@ _TITLES = {
   'jlstm (scan)': 'jlstm (scan)',
   'torch': 'PyTorch nn.LSTM',
   'torch (no oneDNN)': 'PyTorch, oneDNN off',
-  'equinox': 'equinox',
-  'flax': 'flax linen',
-  'haiku': 'haiku',
+  'equinox': 'Equinox',
+  'flax': 'Flax linen',
+  'haiku': 'Haiku',
   'jax.experimental.rnn': 'jax.experimental.rnn',
 }
 
@@ -701,6 +701,10 @@ def _notes(results: dict) -> list[str]:
   return list(notes)
 
 
+def _rounds(count: int) -> str:
+  return f'{count} interleaved round' + ('' if count == 1 else 's')
+
+
 def report(results: dict) -> str:
   """The results as markdown tables."""
   columns = _columns(results)
@@ -718,14 +722,17 @@ def report(results: dict) -> str:
     + '.',
     '',
     'Shapes are (T, B, I, H). Times in ms: median (min-max) over '
-    f'{results["rounds"]} interleaved rounds. Forward + backward is the '
+    f'{_rounds(results["rounds"])}. Forward + backward is the '
     'gradient of mean(outputs) with respect to all parameters.',
     '',
   ]
 
-  def table(title, cell, first='case'):
-    head = [first] + [_TITLES[c] for c in columns]
-    lines.extend([f'## {title}', '', '| ' + ' | '.join(head) + ' |'])
+  def table(title, cell, intro=None):
+    head = ['case'] + [_TITLES[c] for c in columns]
+    lines.extend([f'## {title}', ''])
+    if intro:
+      lines.extend([intro, ''])
+    lines.append('| ' + ' | '.join(head) + ' |')
     lines.append('|' + '---|' * len(head))
     for case in cases:
       rows = case['rows']
@@ -749,8 +756,9 @@ def report(results: dict) -> str:
 
   table('Forward + backward (ms)', timing('fb'))
   table('Forward (ms)', timing('fwd'))
-  table(f'Forward + backward time / {_TITLES[REFERENCE]}', ratio('fb'))
-  table(f'Forward time / {_TITLES[REFERENCE]}', ratio('fwd'))
+  if REFERENCE in columns:
+    table(f'Forward + backward time / {_TITLES[REFERENCE]}', ratio('fb'))
+    table(f'Forward time / {_TITLES[REFERENCE]}', ratio('fwd'))
 
   def compiled(row, rows):
     if 'compile_fb_s' not in row:
@@ -802,25 +810,37 @@ def report(results: dict) -> str:
     parts.append(f'[{row["rss_growth_bytes"] / 1e6:.0f}]')
     return ' '.join(parts)
 
-  lines.append(
-    'Memory of forward + backward, MB: XLA temporaries of the compiled '
-    'program, and [growth of peak resident memory in the first call].'
+  table(
+    'Memory (MB)',
+    memory,
+    intro='Memory of forward + backward, MB: XLA temporaries of the compiled '
+    'program, and [growth of peak resident memory in the first call].',
   )
-  lines.append('')
-  table('Memory (MB)', memory)
 
   notes = _notes(results)
+  if REFERENCE not in columns:
+    notes.append(
+      f'no ratios: the reference row, {REFERENCE} ({_TITLES[REFERENCE]}), '
+      'was not measured'
+    )
   if notes:
     lines.extend(['## Notes', ''] + [f'- {note}' for note in notes] + [''])
   return '\n'.join(lines)
 
 
-#: Labelled ratios on the chart's log scale.
-_RATIO_TICKS = (0.1, 0.2, 0.5, 1, 1.5, 2, 3, 5, 10, 20, 50, 100)
+#: Labelled values on the chart's log scale.
+_TICKS = tuple(
+  m * 10.0**e for e in range(-3, 5) for m in (1, 2, 5) if m * 10.0**e <= 1e4
+)
 
 
 def plot(results: dict, path: str) -> None:
-  """Bar chart of every row's time relative to the reference row."""
+  """Bar chart of every row's time relative to the reference row.
+
+  Without a measured reference row the bars are times in ms. A case whose
+  reference failed gets no bars rather than bars measured against
+  themselves.
+  """
   import matplotlib
 
   matplotlib.use('Agg')
@@ -829,7 +849,8 @@ def plot(results: dict, path: str) -> None:
 
   columns = _columns(results)
   cases = list(results['cases'].values())
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+  relative = REFERENCE in columns
+  fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
   width = 0.8 / max(len(columns), 1)
   for ax, kind, title in zip(
     axes, ('fwd', 'fb'), ('Forward', 'Forward + backward'), strict=True
@@ -839,10 +860,10 @@ def plot(results: dict, path: str) -> None:
       for j, case in enumerate(cases):
         rows = case['rows']
         times = rows.get(library, {}).get(kind)
-        ref = rows.get(REFERENCE, {}).get(kind) or times
-        if not times:
+        ref = rows.get(REFERENCE, {}).get(kind)
+        if not times or (relative and not ref):
           continue
-        scale = 1.0 / np.median(ref)
+        scale = 1.0 / np.median(ref) if relative else 1e3
         median = np.median(times) * scale
         centers.append(j + (k - (len(columns) - 1) / 2) * width)
         heights.append(median)
@@ -856,20 +877,34 @@ def plot(results: dict, path: str) -> None:
         label=_TITLES[library],
         capsize=2,
       )
-    ax.axhline(1.0, color='black', linewidth=0.8, linestyle='--')
-    # Ratios: a log scale shows 2x faster and 2x slower alike, and keeps
-    # one outlier from flattening the rest.
-    ax.set_yscale('log')
-    low, high = ax.get_ylim()
-    ticks = [t for t in _RATIO_TICKS if low <= t <= high]
-    ax.set_yticks(ticks, [f'{t:g}' for t in ticks])
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if relative:
+      ax.axhline(1.0, color='black', linewidth=0.8, linestyle='--')
+      ax.set_title(f'{title}, time / {_TITLES[REFERENCE]} (lower is faster)')
+    else:
+      ax.set_title(f'{title}, time in ms (lower is faster)')
     ax.set_xticks(range(len(cases)))
     ax.set_xticklabels([c['case']['name'] for c in cases])
-    ax.set_title(f'{title}, time / {_TITLES[REFERENCE]} (lower is faster)')
-  axes[0].set_ylabel('relative time, log scale (median, min-max bars)')
-  axes[1].legend(fontsize='small')
-  fig.tight_layout()
+  # A log scale shows 2x faster and 2x slower alike, and keeps one outlier
+  # from flattening the rest.
+  axes[0].set_yscale('log')
+  low, high = axes[0].get_ylim()
+  ticks = [t for t in _TICKS if low <= t <= high]
+  if len(ticks) > 1:
+    axes[0].set_yticks(ticks, [f'{t:g}' for t in ticks])
+    axes[0].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  unit = 'relative time' if relative else 'ms'
+  axes[0].set_ylabel(f'{unit}, log scale (median, min-max bars)')
+  handles, labels = axes[0].get_legend_handles_labels()
+  if handles:
+    fig.legend(
+      handles,
+      labels,
+      loc='lower center',
+      ncol=min(len(handles), 7),
+      fontsize='small',
+      frameon=False,
+    )
+  fig.tight_layout(rect=(0, 0.08, 1, 1))
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
@@ -913,7 +948,7 @@ def _parser() -> argparse.ArgumentParser:
     help='seconds each row times per round at least (default 0.3; 0 quick)',
   )
   parser.add_argument(
-    '--quick', action='store_true', help='toy sizes for CI: seconds'
+    '--quick', action='store_true', help='toy sizes for CI: about 2 minutes'
   )
   parser.add_argument(
     '--timeout', type=float, default=900.0, help='seconds per worker answer'
@@ -924,15 +959,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _pick(names: str | None, known: Sequence[str], what: str) -> list[str]:
+  """The names in a comma-separated list, each once, in the order given."""
   if names is None:
     return list(known)
   picked = [name.strip() for name in names.split(',') if name.strip()]
   unknown = [name for name in picked if name not in known]
   if unknown or not picked:
+    got = ', '.join(repr(n) for n in unknown) if unknown else repr(names)
     raise _UsageError(
-      f'--{what} must name some of {", ".join(known)}; got {names!r}'
+      f'--{what} must name some of {", ".join(known)}; got {got}'
     )
-  return picked
+  return list(dict.fromkeys(picked))
+
+
+def _make_out(out: str) -> None:
+  """Creates the output folder and its ``logs``, or raises a usage error
+  that names ``--out``."""
+  if not out.strip():
+    raise _UsageError("--out must name a folder; got ''")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise _UsageError(f'--out must be a folder; {out!r} is a file')
+  try:
+    os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
+  except OSError as err:
+    raise _UsageError(
+      f'--out {out!r} cannot be created: {err.strerror or err}'
+    ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -961,6 +1013,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     min_time = args.min_time
     if min_time is None:
       min_time = 0.0 if args.quick else 0.3
+    if not 0 <= min_time < float('inf'):
+      raise _UsageError(
+        f'--min-time must be a finite number >= 0; got {min_time}'
+      )
+    if not 0 < args.timeout < float('inf'):
+      raise _UsageError(
+        f'--timeout must be a finite number of seconds > 0; got {args.timeout}'
+      )
+    _make_out(args.out)
   except _UsageError as err:
     print(f'jlstm bench: error: {err}', file=sys.stderr)
     return 2

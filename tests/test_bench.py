@@ -144,17 +144,51 @@ def test_bench_plot_writes_png(tmp_path):
   assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
-def test_bench_main_bad_arguments_exit_2(capsys):
-  """Unknown shapes or libraries, or no rounds: one line, exit code 2."""
-  for argv in (
-    ['--shapes', 'huge'],
-    ['--libs', 'tensorflow'],
-    ['--rounds', '0'],
-    ['--rounds', 'many'],
+def test_bench_main_bad_arguments_exit_2(capsys, tmp_path):
+  """Unknown shapes or libraries, no rounds, bad times or an output folder
+  that cannot be made: one line naming the option, exit code 2, and
+  nothing written."""
+  a_file = tmp_path / 'a-file'
+  a_file.write_text('keep')
+  for argv, named in (
+    (['--shapes', 'huge'], '--shapes'),
+    (['--libs', 'torch,tensorflow'], "got 'tensorflow'"),
+    (['--rounds', '0'], '--rounds'),
+    (['--rounds', 'many'], '--rounds'),
+    (['--min-time', '-5'], '--min-time'),
+    (['--min-time', 'nan'], '--min-time'),
+    (['--timeout', '0'], '--timeout'),
+    (['--timeout', '-1'], '--timeout'),
+    (['--out', ''], '--out'),
+    (['--out', str(a_file)], '--out'),
+    (['--out', str(a_file / 'below')], '--out'),
   ):
-    assert bench.main(argv) == 2
+    assert bench.main(argv) == 2, argv
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('jlstm bench: error:')
+    assert named in err, (argv, err)
+  assert a_file.read_text() == 'keep'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['a-file']
+
+
+def test_bench_pick_keeps_each_name_once_in_order():
+  """A row or case named twice runs once."""
+  picked = bench._pick(' torch, jlstm ,torch', bench.LIBRARIES, 'libs')
+  assert picked == ['torch', 'jlstm']
+
+
+def test_bench_report_and_plot_without_the_reference_row(tmp_path):
+  """Without PyTorch there are no ratio tables, a note says why, and the
+  chart shows times instead of ratios against nothing."""
+  results = _fake_results()
+  del results['cases']['tiny']['rows']['torch']
+  results['rounds'] = 1
+  text = bench.report(results)
+  assert 'over 1 interleaved round.' in text
+  assert 'time / PyTorch' not in text
+  assert 'no ratios: the reference row, torch' in text
+  bench.plot(results, str(tmp_path / 'chart.png'))
+  assert (tmp_path / 'chart.png').read_bytes()[:4] == b'\x89PNG'
 
 
 @pytest.mark.slow
