@@ -692,6 +692,9 @@ def _columns(results: dict) -> list[str]:
 
 def _notes(results: dict) -> list[str]:
   notes = {}
+  for name, row in results['matmul'].items():
+    if 'error' in row:
+      notes[f'{name}: {row["error"]}'] = None
   for case in results['cases'].values():
     for library, row in case['rows'].items():
       if 'skip' in row:
@@ -1049,11 +1052,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.no_plot:
     plot(results, os.path.join(args.out, 'benchmark.png'))
   print(markdown)
-  failed = any(
-    'error' in row
-    for case in results['cases'].values()
-    for row in case['rows'].values()
-  )
+  groups = [results['matmul']] + [
+    case['rows'] for case in results['cases'].values()
+  ]
+  failed = any('error' in row for rows in groups for row in rows.values())
   return 1 if failed else 0
 
 

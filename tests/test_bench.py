@@ -124,6 +124,9 @@ def test_bench_report_tables_hold_medians_ratios_and_notes():
   assert f'{achieved:.0f} ({achieved / 100:.0%})' in text
   assert '12 [3]' in text
   assert 'flax: skipped, not installed (flax)' in text
+  results = _fake_results()
+  results['matmul']['matmul (PyTorch)'] = {'error': 'no answer within 1 s'}
+  assert 'matmul (PyTorch): no answer within 1 s' in bench.report(results)
 
 
 def test_bench_matmul_rate_per_dtype():
