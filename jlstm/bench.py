@@ -690,17 +690,24 @@ def _columns(results: dict) -> list[str]:
   return [lib for lib in LIBRARIES if lib in seen]
 
 
-def _notes(results: dict) -> list[str]:
-  notes = {}
+def _rows(results: dict):
+  """Every measured row as ``(where, name, row)``: the matmul yardsticks
+  (``where`` None), then each case's rows."""
   for name, row in results['matmul'].items():
-    if 'error' in row:
-      notes[f'{name}: {row["error"]}'] = None
+    yield None, name, row
   for case in results['cases'].values():
     for library, row in case['rows'].items():
-      if 'skip' in row:
-        notes.setdefault(f'{library}: skipped, {row["skip"]}', None)
-      elif 'error' in row:
-        notes[f'{library} at {case["case"]["name"]}: {row["error"]}'] = None
+      yield case['case']['name'], library, row
+
+
+def _notes(results: dict) -> list[str]:
+  notes = {}
+  for where, name, row in _rows(results):
+    if 'skip' in row:
+      notes.setdefault(f'{name}: skipped, {row["skip"]}', None)
+    elif 'error' in row:
+      at = f' at {where}' if where else ''
+      notes[f'{name}{at}: {row["error"]}'] = None
   return list(notes)
 
 
@@ -832,9 +839,7 @@ def report(results: dict) -> str:
 
 
 #: Labelled values on the chart's log scale.
-_TICKS = tuple(
-  m * 10.0**e for e in range(-3, 5) for m in (1, 2, 5) if m * 10.0**e <= 1e4
-)
+_TICKS = tuple(m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5))
 
 
 def plot(results: dict, path: str) -> None:
@@ -976,14 +981,14 @@ def _pick(names: str | None, known: Sequence[str], what: str) -> list[str]:
 
 
 def _make_out(out: str) -> None:
-  """Creates the output folder and its ``logs``, or raises a usage error
-  that names ``--out``."""
+  """Creates the output folder, or raises a usage error that names
+  ``--out``."""
   if not out.strip():
     raise _UsageError("--out must name a folder; got ''")
   if os.path.exists(out) and not os.path.isdir(out):
     raise _UsageError(f'--out must be a folder; {out!r} is a file')
   try:
-    os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
+    os.makedirs(out, exist_ok=True)
   except OSError as err:
     raise _UsageError(
       f'--out {out!r} cannot be created: {err.strerror or err}'
@@ -1052,10 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not args.no_plot:
     plot(results, os.path.join(args.out, 'benchmark.png'))
   print(markdown)
-  groups = [results['matmul']] + [
-    case['rows'] for case in results['cases'].values()
-  ]
-  failed = any('error' in row for rows in groups for row in rows.values())
+  failed = any('error' in row for _, _, row in _rows(results))
   return 1 if failed else 0
 
 
